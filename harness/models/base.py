@@ -1,0 +1,135 @@
+"""The model adapter contract: a module plus its exact preprocessing and postprocessing.
+
+Every model segbench runs, whatever its runtime, is a :class:`SegmentationModel`:
+
+- ``preprocess(images)`` turns RGB PIL images into the float32 batch the model's own image
+  processor would produce (same resize, interpolation, rescale, normalisation), on the CPU,
+  so it can run in DataLoader workers;
+- ``forward(pixel_values)`` runs the network on ``self.device`` under the cell's precision
+  and returns logits (N, C, h, w) -- or, when ``output_kind == "labels"``, label maps
+  (N, h, w) for runtimes whose model does the argmax itself;
+- ``postprocess(outputs, sizes)`` resizes logits to each (H, W) in ``sizes`` with
+  ``self.upsample`` (bilinear or bicubic) and takes the argmax (or resizes label maps with
+  nearest-neighbour) and returns int64 label maps in the model's label space;
+- ``predict(images)`` chains the three.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from harness.errors import ConfigError
+
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+AMP_MODES = ("autocast", "cast")
+UPSAMPLE_MODES = ("bilinear", "bicubic")
+DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class SegmentationModel:
+    """Base adapter. Subclasses set the attributes below and implement ``preprocess`` and ``_run``.
+
+    Attributes:
+        name: registry name or path the model was loaded from.
+        family: ``"dpt"``, ``"cnn"`` or ``"transformer"`` (grouping in reports).
+        num_labels: size of the model's label space.
+        id2label: class names of the model's label space.
+        input_size: native (height, width) in pixels the processor resizes to.
+        weights: provenance dict: ``{"source": "random"}``, ``{"source": "hub", "id", "revision"}``,
+            ``{"source": "local", "path", "sha256"}`` or ``{"source": "file", "path", "sha256"}``.
+        output_kind: ``"logits"`` or ``"labels"``.
+        runtime: ``"pytorch"``, ``"onnxruntime"`` or ``"litert"``.
+    """
+
+    name: str = "model"
+    family: str = "cnn"
+    num_labels: int = 0
+    id2label: dict[int, str] = {}
+    input_size: tuple[int, int] = (512, 512)
+    weights: dict = {"source": "random"}
+    output_kind: str = "logits"
+    runtime: str = "pytorch"
+    module: torch.nn.Module | None = None
+
+    def __init__(self, device: str = "cpu", precision: str = "fp32", amp: str = "autocast",
+                 upsample: str = "bilinear"):
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        if amp not in AMP_MODES:
+            raise ConfigError(f"amp {amp!r} is not one of {', '.join(AMP_MODES)}")
+        if upsample not in UPSAMPLE_MODES:
+            raise ConfigError(f"upsample {upsample!r} is not one of {', '.join(UPSAMPLE_MODES)}")
+        self.device = torch.device(device)
+        self.precision = precision
+        self.amp = amp
+        self.upsample = upsample
+
+    # -- the three stages -------------------------------------------------------------
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """RGB PIL images -> float32 tensor (N, 3, H, W) on the CPU, as the model's processor makes it."""
+        raise NotImplementedError
+
+    def _run(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Run the network on a batch already on ``self.device``; return logits or label maps."""
+        raise NotImplementedError
+
+    @torch.inference_mode()
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Move the batch to the device, apply the precision, run; returns outputs on the device."""
+        x = pixel_values.to(self.device, non_blocking=True)
+        if self.precision in ("fp16", "bf16") and self.amp == "cast" and self.runtime == "pytorch":
+            x = x.to(DTYPES[self.precision])
+        with self.precision_context():
+            return self._run(x)
+
+    def precision_context(self) -> contextlib.AbstractContextManager:
+        """Autocast context for fp16/bf16 with ``amp == "autocast"``; a null context otherwise."""
+        if self.runtime == "pytorch" and self.precision in ("fp16", "bf16") and self.amp == "autocast":
+            return torch.autocast(device_type=self.device.type, dtype=DTYPES[self.precision])
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def postprocess(self, outputs: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
+        """Outputs of :meth:`forward` -> one int64 label map per image at its (H, W) in ``sizes``.
+
+        Logits are resized in float32 with ``self.upsample`` (align_corners=False) and then
+        argmax'd; label maps are resized with nearest-neighbour.
+        """
+        maps = []
+        for i, (h, w) in enumerate(sizes):
+            out = outputs[i : i + 1]
+            if self.output_kind == "labels":
+                lab = out.unsqueeze(1).float()
+                lab = torch.nn.functional.interpolate(lab, size=(h, w), mode="nearest")
+                maps.append(lab[0, 0].long())
+            else:
+                logits = torch.nn.functional.interpolate(
+                    out.float(), size=(h, w), mode=self.upsample, align_corners=False
+                )
+                maps.append(logits[0].argmax(0))
+        return maps
+
+    def predict(self, images: Sequence[Image.Image]) -> list[np.ndarray]:
+        """PIL images -> int64 label maps (numpy), each at its image's size, in the model's label space."""
+        sizes = [(im.height, im.width) for im in images]
+        outputs = self.forward(self.preprocess(images))
+        return [m.cpu().numpy() for m in self.postprocess(outputs, sizes)]
+
+    # -- facts ------------------------------------------------------------------------
+    def params(self) -> int:
+        """Number of parameters (0 when the runtime does not expose them)."""
+        if self.module is None:
+            return 0
+        return sum(p.numel() for p in self.module.parameters())
+
+    def weight_bytes(self) -> int:
+        """Bytes held by parameters and buffers (in their stored dtype)."""
+        if self.module is None:
+            return 0
+        tensors = list(self.module.parameters()) + list(self.module.buffers())
+        return sum(t.numel() * t.element_size() for t in tensors)
