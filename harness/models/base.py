@@ -44,6 +44,9 @@ class SegmentationModel:
             ``{"source": "local", "path", "sha256"}`` or ``{"source": "file", "path", "sha256"}``.
         output_kind: ``"logits"`` or ``"labels"``.
         runtime: ``"pytorch"``, ``"onnxruntime"`` or ``"litert"``.
+        label_set: name of the label space (``"ade20k"``, ``"voc"``, ``"cityscapes"``...) or None.
+        preprocessor: picklable callable ``images -> float32 (N,3,H,W)`` holding no reference to
+            the network, so DataLoader workers can run it.
     """
 
     name: str = "model"
@@ -55,6 +58,8 @@ class SegmentationModel:
     output_kind: str = "logits"
     runtime: str = "pytorch"
     module: torch.nn.Module | None = None
+    label_set: str | None = None
+    preprocessor = None
 
     def __init__(self, device: str = "cpu", precision: str = "fp32", amp: str = "autocast",
                  upsample: str = "bilinear"):
@@ -72,7 +77,9 @@ class SegmentationModel:
     # -- the three stages -------------------------------------------------------------
     def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """RGB PIL images -> float32 tensor (N, 3, H, W) on the CPU, as the model's processor makes it."""
-        raise NotImplementedError
+        if self.preprocessor is None:
+            raise NotImplementedError(f"{type(self).__name__} has no preprocessor")
+        return self.preprocessor(images)
 
     def _run(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Run the network on a batch already on ``self.device``; return logits or label maps."""
