@@ -1,0 +1,272 @@
+"""Measure one cell, in the current process (the runner starts a fresh process per cell).
+
+Order of work: load the model (timed), load the dataset, the first inference (timed apart,
+cold), accuracy over the dataset when the weights are real, then latency (warm-up, timed
+iterations) with memory peaks reset before the timed region. Whatever was measured before
+a failure stays in the result, whose ``status`` and ``error`` say what went wrong.
+
+Run as ``python -m harness.cell RUN_DIR`` with the cell as JSON on standard input.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import faulthandler
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.errors import ConfigError, SegbenchError
+from harness.measure import latency as lat
+from harness.measure import memory as mem
+from harness.results import SCHEMA_VERSION, cell_path, write_json_atomic
+from harness.suite import Cell
+
+RANDOM_NOTE = "random weights: speed and memory only, accuracy not measured"
+MIB = 1024 * 1024
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def base_result(cell: Cell) -> dict:
+    """The result skeleton: the cell's identity and null measurements."""
+    return {
+        "schema_version": SCHEMA_VERSION, "cell_id": cell.cell_id, "status": "error", "error": None,
+        "model": cell.model_label or cell.model, "model_ref": cell.model, "family": None,
+        "weights": {"source": "random"} if cell.weights == "random" else {"requested": cell.weights},
+        "dataset": cell.dataset, "data": None, "device": cell.device, "precision": cell.precision,
+        "amp": cell.amp, "batch_size": cell.batch_size, "runtime": cell.runtime, "variant": cell.variant,
+        "protocol": cell.protocol, "input_size": None, "metrics": None, "metrics_note": None,
+        "class_names": None, "latency_ms": None, "stages_ms": None, "throughput_ips": None,
+        "memory_mib": {"gpu_peak_allocated": None, "gpu_peak_reserved": None, "host_peak_rss": None,
+                       "weights": None},
+        "params": None, "gflops": None, "timing": {}, "samples": [], "identity": cell.identity(),
+        "torch_threads": torch.get_num_threads(), "started_at": _now(), "ended_at": None,
+    }
+
+
+def _skip_reason(cell: Cell) -> str | None:
+    dev = torch.device(cell.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        return "CUDA is not available on this machine"
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        return f"{cell.device} does not exist (this machine has {torch.cuda.device_count()} CUDA devices)"
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        return "MPS is not available on this machine"
+    if cell.precision == "tf32" and dev.type != "cuda":
+        return "tf32 applies to CUDA matmuls only"
+    if cell.protocol.get("mode") != "whole":
+        return f"protocol {cell.protocol.get('mode')!r} is not implemented by this runner yet"
+    return None
+
+
+def _check_label_spaces(model, dataset) -> None:
+    ms, ds = getattr(model, "label_set", None), getattr(dataset, "label_set", None)
+    if ms and ds and ms != ds:
+        raise ConfigError(f"label spaces differ: model {model.name!r} predicts {ms!r} labels "
+                          f"({model.num_labels} classes) but dataset {dataset.name!r} is {ds!r} "
+                          f"({dataset.num_classes} classes)")
+    if not (ms and ds) and model.output_kind == "logits" and model.num_labels != dataset.num_classes:
+        raise ConfigError(f"label spaces differ: model {model.name!r} has {model.num_labels} labels, "
+                          f"dataset {dataset.name!r} has {dataset.num_classes} classes")
+
+
+def _save_png(path: Path, array: np.ndarray) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), mode="L").save(path)
+
+
+def evaluate_accuracy(model, dataset, cell: Cell, run_dir: Path, result: dict) -> None:
+    """Confusion-matrix metrics over the whole (limited) dataset; saves a few qualitative samples."""
+    from tqdm import tqdm
+
+    from harness.data.loader import make_loader
+    from harness.metrics import SegmentationMetrics
+
+    metrics = SegmentationMetrics(dataset.num_classes, ignore_index=dataset.ignore_index,
+                                  device=model.device, keep_per_image=True)
+    loader = make_loader(dataset, batch_size=cell.batch_size, num_workers=cell.measure["num_workers"],
+                         preprocess=model.preprocessor, on_bad_sample=cell.measure["on_bad_sample"])
+    skipped: list[dict] = []
+    n_done = 0
+    keep = cell.measure["samples"]
+    t0 = time.perf_counter()
+    with tqdm(total=len(dataset), desc=f"accuracy {cell.cell_id[:40]}", unit="img", leave=False,
+              file=sys.stderr) as bar:
+        for batch in loader:
+            skipped.extend(batch.skipped)
+            if batch.pixel_values is None or not batch.ids:
+                bar.update(len(batch.skipped))
+                continue
+            outputs = model.forward(batch.pixel_values)
+            preds = model.postprocess(outputs, batch.sizes)
+            for pred, label, sid in zip(preds, batch.labels, batch.ids, strict=True):
+                target = torch.from_numpy(np.asarray(label)).to(pred.device)
+                metrics.update(pred.unsqueeze(0), target.unsqueeze(0))
+                if len(result["samples"]) < keep:
+                    result["samples"].append(_save_sample(run_dir, cell, dataset, sid, pred, label))
+            n_done += len(batch.ids)
+            bar.update(len(batch.ids) + len(batch.skipped))
+    result["timing"]["accuracy_s"] = time.perf_counter() - t0
+    computed = metrics.compute()
+    result["metrics"] = computed
+    result["metrics"]["num_images"] = n_done
+    per_image = getattr(metrics, "per_image", None)
+    if callable(per_image):
+        inter, union = per_image()[:2]
+        if len(inter) > 1:
+            from harness.metrics import bootstrap_miou
+
+            result["metrics"]["mIoU_ci"] = list(bootstrap_miou(np.asarray(inter), np.asarray(union), seed=cell.seed))
+    result["data"]["skipped"] = skipped
+    result["data"]["num_evaluated"] = n_done
+
+
+def _save_sample(run_dir: Path, cell: Cell, dataset, sid: str, pred: torch.Tensor, label) -> dict:
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in sid)[:80]
+    base = Path("samples") / _safe_name(cell.dataset)
+    image_rel, label_rel = base / f"{safe}.jpg", base / f"{safe}.label.png"
+    pred_rel = Path("samples") / cell.cell_id / f"{safe}.png"
+    if not (run_dir / image_rel).exists():
+        idx = next((i for i in range(len(dataset)) if dataset.sample_id(i) == sid), None)
+        if idx is not None:
+            (run_dir / image_rel).parent.mkdir(parents=True, exist_ok=True)
+            dataset.load(idx).image.convert("RGB").save(run_dir / image_rel, quality=90)
+            _save_png(run_dir / label_rel, np.asarray(label))
+    _save_png(run_dir / pred_rel, pred.cpu().numpy())
+    return {"id": sid, "image": str(image_rel), "label": str(label_rel), "pred": str(pred_rel)}
+
+
+def _safe_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)[:64]
+
+
+def latency_inputs(model, dataset, batch_size: int, count: int = 4) -> list[torch.Tensor]:
+    """Up to ``count`` distinct batches of real preprocessed dataset images, already on the device."""
+    n = len(dataset)
+    if n == 0:
+        raise SegbenchError(f"dataset {dataset.name!r} has no samples to time the model on")
+    singles = []
+    for i in range(min(n, max(count, batch_size))):
+        singles.append(model.preprocess([dataset.load(i).image]))
+    batches = []
+    for b in range(count):
+        idx = [(b * batch_size + j) % len(singles) for j in range(batch_size)]
+        x = torch.cat([singles[i] for i in idx])
+        if float(x.abs().sum()) == 0.0:
+            raise SegbenchError("refusing to time on an all-zero input batch")
+        batches.append(x.to(model.device))
+    return batches
+
+
+def measure_latency(model, dataset, cell: Cell, result: dict) -> None:
+    """Model-forward latency (inputs already on the device) and memory peaks of the timed region."""
+    from tqdm import tqdm
+
+    inputs = latency_inputs(model, dataset, cell.batch_size)
+    m = cell.measure
+    mem.reset_cuda_peak(model.device)
+    with tqdm(total=m["iters"], desc=f"latency  {cell.cell_id[:40]}", unit="it", leave=False,
+              file=sys.stderr) as bar:
+        samples = lat.time_iterations(model.forward, inputs, warmup=m["warmup"], iters=m["iters"],
+                                      device=model.device, min_time_s=m["min_time_s"], progress=bar.update)
+    stats = lat.summarize(samples)
+    result["latency_ms"] = stats
+    result["throughput_ips"] = cell.batch_size * 1000.0 / stats["mean"] if stats["mean"] else None
+    alloc, reserved = mem.cuda_peaks_mib(model.device)
+    result["memory_mib"]["gpu_peak_allocated"] = alloc
+    result["memory_mib"]["gpu_peak_reserved"] = reserved
+
+
+def run_cell(cell: Cell, run_dir: Path) -> dict:
+    """Measure ``cell`` and return its result dict (never raises for a failure of the cell itself)."""
+    from harness.data import load_dataset
+    from harness.models import load_model
+
+    result = base_result(cell)
+    t_start = time.perf_counter()
+    try:
+        torch.manual_seed(cell.seed)
+        np.random.seed(cell.seed)
+        reason = _skip_reason(cell)
+        if reason:
+            result.update(status="skipped", error=reason)
+            return result
+        t0 = time.perf_counter()
+        model = load_model(cell.model, weights=cell.weights, device=cell.device, precision=cell.precision,
+                           amp=cell.amp, upsample=cell.protocol.get("upsample", "bilinear"),
+                           runtime=cell.runtime, trust_remote_code=cell.trust_remote_code,
+                           **cell.variant, **cell.model_options)
+        result["timing"]["load_s"] = time.perf_counter() - t0
+        result.update(family=model.family, weights=model.weights, params=model.params(),
+                      input_size=list(model.input_size))
+        result["memory_mib"]["weights"] = model.weight_bytes() / MIB
+        for key in ("parity", "protocol_note"):
+            if getattr(model, key, None) is not None:
+                result[key] = getattr(model, key)
+        dataset = load_dataset(cell.dataset, root=cell.dataset_root, split=cell.dataset_split,
+                               limit=cell.dataset_limit, **cell.dataset_options)
+        result["data"] = {"num_samples": len(dataset), "digest": dataset.digest(), "files": dataset.files(),
+                          "skipped": []}
+        result["class_names"] = list(dataset.class_names)
+        if getattr(dataset, "palette", None) is not None:
+            result["palette"] = np.asarray(dataset.palette).tolist()
+        first = latency_inputs(model, dataset, cell.batch_size, count=1)[0]
+        t0 = time.perf_counter()
+        model.forward(first)
+        lat._sync(model.device)
+        result["timing"]["first_inference_ms"] = (time.perf_counter() - t0) * 1000.0
+
+        random_weights = model.weights.get("source") == "random"
+        parity = getattr(model, "parity", None)
+        if random_weights:
+            result["metrics_note"] = RANDOM_NOTE
+        elif parity is not None and not parity.get("passed", True):
+            result["metrics_note"] = "runtime parity check against PyTorch failed: accuracy not shown"
+        elif cell.measure["accuracy"]:
+            _check_label_spaces(model, dataset)
+            evaluate_accuracy(model, dataset, cell, run_dir, result)
+        else:
+            result["metrics_note"] = "accuracy not requested (measure.accuracy: false)"
+        if cell.measure["latency"]:
+            measure_latency(model, dataset, cell, result)
+        result["status"] = "ok"
+    except torch.OutOfMemoryError as e:
+        result.update(status="oom", error=f"OutOfMemoryError: {str(e).splitlines()[0] if str(e) else 'out of memory'}")
+    except SegbenchError as e:
+        result.update(status="error", error=f"{type(e).__name__}: {e}")
+    except Exception as e:  # a failure of this cell must not lose what was measured
+        tb = traceback.format_exc(limit=6)
+        result.update(status="error", error=f"{type(e).__name__}: {e}\n{tb}")
+    finally:
+        result["memory_mib"]["host_peak_rss"] = mem.host_peak_rss_mib()
+        result["timing"]["total_s"] = time.perf_counter() - t_start
+        result["ended_at"] = _now()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry of the per-cell process: cell JSON on stdin, result to RUN_DIR/cells/<cell_id>.json."""
+    faulthandler.enable()
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m harness.cell RUN_DIR < cell.json", file=sys.stderr)
+        return 2
+    run_dir = Path(args[0])
+    cell = Cell.from_dict(json.loads(sys.stdin.read()))
+    result = run_cell(cell, run_dir)
+    write_json_atomic(cell_path(run_dir, cell.cell_id), result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Measurement: latency timers, memory peaks, environment fingerprint."""

@@ -1,0 +1,405 @@
+"""Suite files: load a YAML suite, validate every key, expand its matrix into cells.
+
+A suite names models, datasets, devices, precisions, batch sizes, runtimes and variants;
+the cartesian product of those axes is the set of cells, trimmed by ``include`` (keep only
+cells matching one of its entries) and ``exclude`` (drop cells matching one of its entries).
+Every error names the file, the key path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import ConfigError, did_you_mean
+
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+AMP_MODES = ("autocast", "cast")
+RUNTIMES = ("pytorch", "onnxruntime", "litert")
+PROTOCOL_MODES = ("whole", "slide", "multiscale")
+UPSAMPLE_MODES = ("bilinear", "bicubic")
+BAD_SAMPLE_POLICIES = ("error", "skip")
+DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+
+# Upper bounds that keep a suite from asking for absurd work by accident; a suite may lift
+# them with `measure: {allow_large: true}`.
+LIMITS = {"warmup": 10_000, "iters": 100_000, "batch_size": 4096, "timeout_s": 7 * 24 * 3600,
+          "samples": 64, "num_workers": 64, "repeat": 100}
+
+TOP_KEYS = ("name", "description", "models", "datasets", "devices", "precisions", "amp", "batch_sizes",
+            "runtimes", "variants", "protocol", "measure", "include", "exclude", "seed")
+MODEL_KEYS = ("name", "weights", "label", "runtime", "options", "trust_remote_code")
+DATASET_KEYS = ("name", "root", "split", "limit", "options")
+VARIANT_KEYS = ("channels_last", "compile", "attn_implementation")
+PROTOCOL_KEYS = ("mode", "upsample", "crop_size", "stride", "scales", "flip")
+MEASURE_KEYS = ("warmup", "iters", "min_time_s", "accuracy", "latency", "timeout_s", "samples",
+                "num_workers", "on_bad_sample", "repeat", "flops", "allow_large")
+FILTER_KEYS = ("model", "dataset", "device", "precision", "amp", "batch_size", "runtime")
+
+DEFAULT_PROTOCOL = {"mode": "whole", "upsample": "bilinear"}
+DEFAULT_MEASURE = {"warmup": 2, "iters": 10, "min_time_s": 0.0, "accuracy": True, "latency": True,
+                   "timeout_s": 1800.0, "samples": 2, "num_workers": 0, "on_bad_sample": "error",
+                   "repeat": 1, "flops": False, "allow_large": False}
+
+
+@dataclass
+class Cell:
+    """One point of a suite's matrix: everything a worker process needs to measure it."""
+
+    model: str
+    weights: str | None
+    dataset: str
+    dataset_root: str | None
+    dataset_split: str
+    dataset_limit: int | None
+    dataset_options: dict
+    device: str
+    precision: str
+    amp: str
+    batch_size: int
+    runtime: str
+    variant: dict
+    protocol: dict
+    measure: dict
+    model_options: dict = field(default_factory=dict)
+    model_label: str | None = None
+    trust_remote_code: bool = False
+    seed: int = 0
+
+    @property
+    def cell_id(self) -> str:
+        """Stable, file-name-safe id from the cell's identity (readable part + short hash)."""
+        ident = self.identity()
+        readable = "__".join([
+            _slug(self.model_label or self.model), _slug(self.dataset), _slug(self.device),
+            self.precision + ("" if self.amp == "autocast" else "-cast"), f"b{self.batch_size}",
+        ] + ([self.runtime] if self.runtime != "pytorch" else []))
+        digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
+        return f"{readable}__{digest}"
+
+    def identity(self) -> dict:
+        """The fields that make two cells the same measurement (used for ids, resume, compare)."""
+        return {
+            "model": self.model, "weights": self.weights, "dataset": self.dataset,
+            "dataset_split": self.dataset_split, "dataset_limit": self.dataset_limit,
+            "dataset_options": self.dataset_options, "device": self.device, "precision": self.precision,
+            "amp": self.amp, "batch_size": self.batch_size, "runtime": self.runtime,
+            "variant": self.variant, "protocol": self.protocol, "model_options": self.model_options,
+        }
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["cell_id"] = self.cell_id
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Cell:
+        d = {k: v for k, v in d.items() if k != "cell_id"}
+        return cls(**d)
+
+
+@dataclass
+class Suite:
+    """A validated suite: its data (defaults filled in) and where it came from."""
+
+    path: Path
+    data: dict
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.data["name"]
+
+    def cells(self) -> list[Cell]:
+        """Expand the matrix into cells, apply include/exclude, drop duplicates (order kept)."""
+        d = self.data
+        cells: list[Cell] = []
+        seen: set[str] = set()
+        for m, ds, dev, prec, amp, bs, rt, var in itertools.product(
+            d["models"], d["datasets"], d["devices"], d["precisions"], d["amp"], d["batch_sizes"],
+            d["runtimes"], d["variants"],
+        ):
+            runtime = m.get("runtime") or ("litert" if _is_litert(m["name"]) else rt)
+            cell = Cell(
+                model=m["name"], weights=m["weights"], model_label=m.get("label"),
+                model_options=m.get("options") or {}, trust_remote_code=bool(m.get("trust_remote_code")),
+                dataset=ds["name"], dataset_root=ds.get("root"), dataset_split=ds["split"],
+                dataset_limit=ds.get("limit"), dataset_options=ds.get("options") or {},
+                device=dev, precision=prec, amp=amp, batch_size=bs, runtime=runtime, variant=var,
+                protocol=dict(d["protocol"]), measure=dict(d["measure"]), seed=d["seed"],
+            )
+            row = _filter_row(cell, m, ds)
+            if d["include"] and not any(_matches(row, f) for f in d["include"]):
+                continue
+            if any(_matches(row, f) for f in d["exclude"]):
+                continue
+            if cell.cell_id in seen:
+                continue
+            seen.add(cell.cell_id)
+            cells.append(cell)
+        return cells
+
+
+def _is_litert(name: str) -> bool:
+    return name.endswith(".tflite") or name.endswith("-litert")
+
+
+def _slug(text: str) -> str:
+    text = text.rstrip("/").split("/")[-1] if "/" in text else text
+    return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-")[:48] or "x"
+
+
+def _filter_row(cell: Cell, model: dict, dataset: dict) -> dict:
+    return {"model": {model["name"], model.get("label") or model["name"]},
+            "dataset": {dataset["name"]}, "device": {cell.device}, "precision": {cell.precision},
+            "amp": {cell.amp}, "batch_size": {str(cell.batch_size)}, "runtime": {cell.runtime}}
+
+
+def _matches(row: dict, flt: dict) -> bool:
+    for key, want in flt.items():
+        wanted = {str(w) for w in (want if isinstance(want, list) else [want])}
+        if not (row[key] & wanted):
+            return False
+    return True
+
+
+class _Validator:
+    """Collects the file name so every message can say where the problem is."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.path}: {key}: {message}")
+
+    def keys(self, obj: Any, allowed: tuple[str, ...], where: str) -> dict:
+        if not isinstance(obj, dict):
+            raise self.fail(where, f"expected a mapping with keys {', '.join(allowed)}, got {_show(obj)}")
+        for k in obj:
+            if k not in allowed:
+                raise self.fail(f"{where}.{k}" if where else str(k),
+                                f"unknown key{did_you_mean(str(k), allowed)}; allowed keys: {', '.join(allowed)}")
+        return obj
+
+    def list_of(self, value: Any, key: str, allowed: tuple[str, ...] | None = None, kind: type = str,
+                pattern: re.Pattern | None = None, hint: str = "") -> list:
+        if not isinstance(value, list) or not value:
+            raise self.fail(key, f"expected a non-empty list, got {_show(value)}")
+        for i, v in enumerate(value):
+            if kind is int and (isinstance(v, bool) or not isinstance(v, int)):
+                raise self.fail(f"{key}[{i}]", f"expected an integer, got {_show(v)}")
+            if kind is str and not isinstance(v, str):
+                raise self.fail(f"{key}[{i}]", f"expected a string, got {_show(v)}")
+            if allowed is not None and v not in allowed:
+                raise self.fail(f"{key}[{i}]", f"{v!r} is not allowed{did_you_mean(str(v), allowed)}; "
+                                               f"allowed: {', '.join(allowed)}")
+            if pattern is not None and not pattern.match(v):
+                raise self.fail(f"{key}[{i}]", f"{v!r} is not allowed; expected {hint}")
+        return value
+
+    def number(self, value: Any, key: str, lo: float, hi: float, integer: bool = False) -> Any:
+        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type:
+            raise self.fail(key, f"expected {'an integer' if integer else 'a number'} in [{lo}, {hi}], "
+                                 f"got {_show(value)}")
+        if not lo <= value <= hi:
+            raise self.fail(key, f"{value} is out of range; allowed: {lo} to {hi}"
+                                 + (" (set measure.allow_large: true to lift the upper bound)" if value > hi else ""))
+        return value
+
+
+def _show(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _model_entry(v: _Validator, entry: Any, i: int) -> dict:
+    key = f"models[{i}]"
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    v.keys(entry, MODEL_KEYS, key)
+    if not isinstance(entry.get("name"), str) or not entry["name"]:
+        raise v.fail(f"{key}.name", f"expected a model name, hub id or path, got {_show(entry.get('name'))}")
+    weights = entry.get("weights")
+    if weights is not None and not isinstance(weights, str):
+        raise v.fail(f"{key}.weights", f"expected null (the model's own weights), 'random' or a path, "
+                                       f"got {_show(weights)}")
+    if entry.get("runtime") is not None and entry["runtime"] not in RUNTIMES:
+        raise v.fail(f"{key}.runtime", f"{entry['runtime']!r} is not allowed; allowed: {', '.join(RUNTIMES)}")
+    if entry.get("options") is not None and not isinstance(entry["options"], dict):
+        raise v.fail(f"{key}.options", f"expected a mapping, got {_show(entry['options'])}")
+    if not isinstance(entry.get("trust_remote_code", False), bool):
+        raise v.fail(f"{key}.trust_remote_code", f"expected true or false, got {_show(entry['trust_remote_code'])}")
+    return {"name": entry["name"], "weights": weights, "label": entry.get("label"),
+            "runtime": entry.get("runtime"), "options": entry.get("options") or {},
+            "trust_remote_code": entry.get("trust_remote_code", False)}
+
+
+def _dataset_entry(v: _Validator, entry: Any, i: int, base: Path) -> dict:
+    key = f"datasets[{i}]"
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    v.keys(entry, DATASET_KEYS, key)
+    if not isinstance(entry.get("name"), str) or not entry["name"]:
+        raise v.fail(f"{key}.name", f"expected a dataset name, got {_show(entry.get('name'))}")
+    root = entry.get("root")
+    if root is not None and not isinstance(root, str):
+        raise v.fail(f"{key}.root", f"expected a path string, got {_show(root)}")
+    limit = entry.get("limit")
+    if limit is not None:
+        v.number(limit, f"{key}.limit", 1, 10**7, integer=True)
+    split = entry.get("split", "validation")
+    if not isinstance(split, str):
+        raise v.fail(f"{key}.split", f"expected a string, got {_show(split)}")
+    options = entry.get("options") or {}
+    if not isinstance(options, dict):
+        raise v.fail(f"{key}.options", f"expected a mapping, got {_show(options)}")
+    return {"name": entry["name"], "root": root, "split": split, "limit": limit, "options": options}
+
+
+def _protocol(v: _Validator, value: Any) -> dict:
+    p = dict(DEFAULT_PROTOCOL)
+    if value is None:
+        return p
+    v.keys(value, PROTOCOL_KEYS, "protocol")
+    p.update(value)
+    if p["mode"] not in PROTOCOL_MODES:
+        raise v.fail("protocol.mode", f"{p['mode']!r} is not allowed; allowed: {', '.join(PROTOCOL_MODES)}")
+    if p["upsample"] not in UPSAMPLE_MODES:
+        raise v.fail("protocol.upsample", f"{p['upsample']!r} is not allowed; allowed: {', '.join(UPSAMPLE_MODES)}")
+    for k in ("crop_size", "stride"):
+        if k in p:
+            val = p[k]
+            val = [val, val] if isinstance(val, int) and not isinstance(val, bool) else val
+            if (not isinstance(val, list) or len(val) != 2
+                    or not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 8192 for x in val)):
+                raise v.fail(f"protocol.{k}", f"expected an integer or [height, width] in 1..8192, got {_show(p[k])}")
+            p[k] = val
+    if "scales" in p:
+        s = p["scales"]
+        if (not isinstance(s, list) or not s or len(s) > 16
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0.1 <= x <= 4 for x in s)):
+            raise v.fail("protocol.scales", f"expected a list of 1 to 16 numbers in 0.1..4, got {_show(s)}")
+    if "flip" in p and not isinstance(p["flip"], bool):
+        raise v.fail("protocol.flip", f"expected true or false, got {_show(p['flip'])}")
+    if p["mode"] == "slide" and "crop_size" not in p:
+        raise v.fail("protocol.crop_size", "slide inference needs crop_size (and stride), e.g. crop_size: 512, stride: 341")
+    if p["mode"] == "slide":
+        p.setdefault("stride", [max(1, c * 2 // 3) for c in p["crop_size"]])
+    if p["mode"] == "multiscale":
+        p.setdefault("scales", [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
+        p.setdefault("flip", True)
+    return p
+
+
+def _measure(v: _Validator, value: Any) -> dict:
+    m = dict(DEFAULT_MEASURE)
+    if value is None:
+        return m
+    v.keys(value, MEASURE_KEYS, "measure")
+    m.update(value)
+    for k in ("accuracy", "latency", "flops", "allow_large"):
+        if not isinstance(m[k], bool):
+            raise v.fail(f"measure.{k}", f"expected true or false, got {_show(m[k])}")
+    big = m["allow_large"]
+    for k, lo in (("warmup", 0), ("iters", 1), ("samples", 0), ("num_workers", 0), ("repeat", 1)):
+        v.number(m[k], f"measure.{k}", lo, 10**9 if big else LIMITS[k], integer=True)
+    v.number(m["timeout_s"], "measure.timeout_s", 1, 10**9 if big else LIMITS["timeout_s"])
+    v.number(m["min_time_s"], "measure.min_time_s", 0, 10**6 if big else 3600)
+    if m["on_bad_sample"] not in BAD_SAMPLE_POLICIES:
+        raise v.fail("measure.on_bad_sample", f"{m['on_bad_sample']!r} is not allowed; "
+                                              f"allowed: {', '.join(BAD_SAMPLE_POLICIES)}")
+    return m
+
+
+def _filters(v: _Validator, value: Any, key: str) -> list[dict]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise v.fail(key, f"expected a list of mappings with keys from {', '.join(FILTER_KEYS)}, got {_show(value)}")
+    for i, f in enumerate(value):
+        v.keys(f, FILTER_KEYS, f"{key}[{i}]")
+        if not f:
+            raise v.fail(f"{key}[{i}]", "an empty entry would match every cell")
+    return value
+
+
+def _variants(v: _Validator, value: Any) -> list[dict]:
+    if value is None:
+        return [{}]
+    if not isinstance(value, list) or not value:
+        raise v.fail("variants", f"expected a non-empty list of mappings, got {_show(value)}")
+    out = []
+    for i, var in enumerate(value):
+        v.keys(var, VARIANT_KEYS, f"variants[{i}]")
+        for k in ("channels_last", "compile"):
+            if k in var and not isinstance(var[k], bool):
+                raise v.fail(f"variants[{i}].{k}", f"expected true or false, got {_show(var[k])}")
+        attn = var.get("attn_implementation")
+        if attn is not None and attn not in ("eager", "sdpa"):
+            raise v.fail(f"variants[{i}].attn_implementation", f"{attn!r} is not allowed; allowed: eager, sdpa")
+        out.append({k: var[k] for k in VARIANT_KEYS if var.get(k) not in (None, False)})
+    return out
+
+
+def validate(data: Any, path: Path) -> dict:
+    """Validate a parsed suite and return it with every default filled in."""
+    v = _Validator(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {_show(data)}")
+    v.keys(data, TOP_KEYS, "")
+    name = data.get("name", path.stem)
+    if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9._-]{1,64}$", name):
+        raise v.fail("name", f"expected 1-64 characters of letters, digits, '.', '_' or '-', got {_show(name)}")
+    for required in ("models", "datasets"):
+        if required not in data:
+            raise v.fail(required, "missing (a suite needs at least one model and one dataset)")
+    models = v.list_of(data["models"], "models", kind=object)
+    datasets = v.list_of(data["datasets"], "datasets", kind=object)
+    out = {
+        "name": name,
+        "description": data.get("description", ""),
+        "models": [_model_entry(v, m, i) for i, m in enumerate(models)],
+        "datasets": [_dataset_entry(v, d, i, path.parent) for i, d in enumerate(datasets)],
+        "devices": v.list_of(data.get("devices", ["cpu"]), "devices", pattern=DEVICE_RE,
+                             hint="cpu, cuda, cuda:N or mps"),
+        "precisions": v.list_of(data.get("precisions", ["fp32"]), "precisions", allowed=PRECISIONS),
+        "amp": v.list_of(data.get("amp", ["autocast"]), "amp", allowed=AMP_MODES),
+        "batch_sizes": v.list_of(data.get("batch_sizes", [1]), "batch_sizes", kind=int),
+        "runtimes": v.list_of(data.get("runtimes", ["pytorch"]), "runtimes", allowed=RUNTIMES),
+        "variants": _variants(v, data.get("variants")),
+        "protocol": _protocol(v, data.get("protocol")),
+        "measure": _measure(v, data.get("measure")),
+        "include": _filters(v, data.get("include"), "include"),
+        "exclude": _filters(v, data.get("exclude"), "exclude"),
+        "seed": v.number(data.get("seed", 0), "seed", 0, 2**31 - 1, integer=True),
+    }
+    if not isinstance(out["description"], str):
+        raise v.fail("description", f"expected a string, got {_show(out['description'])}")
+    big = out["measure"]["allow_large"]
+    for i, bs in enumerate(out["batch_sizes"]):
+        v.number(bs, f"batch_sizes[{i}]", 1, 10**9 if big else LIMITS["batch_size"], integer=True)
+    return out
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file (safe YAML loader only)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read suite file ({e.strerror})") from e
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    suite = Suite(path=path, data=validate(data, path), sha256=hashlib.sha256(raw).hexdigest())
+    if not suite.cells():
+        raise ConfigError(f"{path}: include/exclude leave no cell to run")
+    return suite
