@@ -187,10 +187,15 @@ def measure_latency(model, dataset, cell: Cell, result: dict) -> None:
     result["memory_mib"]["gpu_peak_reserved"] = reserved
 
 
-def run_cell(cell: Cell, run_dir: Path) -> dict:
-    """Measure ``cell`` and return its result dict (never raises for a failure of the cell itself)."""
-    from harness.data import load_dataset
-    from harness.models import load_model
+def run_cell(cell: Cell, run_dir: Path, load_model=None, load_dataset=None) -> dict:
+    """Measure ``cell`` and return its result dict (never raises for a failure of the cell itself).
+
+    ``load_model`` and ``load_dataset`` default to the registries' loaders.
+    """
+    if load_model is None:
+        from harness.models import load_model
+    if load_dataset is None:
+        from harness.data import load_dataset
 
     result = base_result(cell)
     t_start = time.perf_counter()

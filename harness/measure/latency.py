@@ -52,6 +52,7 @@ def time_iterations(fn: Callable[[Any], Any], inputs: Sequence[Any], warmup: int
     for i in range(warmup):
         fn(inputs[i % len(inputs)])
     _sync(device)
+    offset = warmup  # keep rotating where the warm-up stopped
     samples: list[float] = []
     if device.type == "cuda":
         events = []
@@ -60,7 +61,7 @@ def time_iterations(fn: Callable[[Any], Any], inputs: Sequence[Any], warmup: int
         while i < iters or (clock() - start_wall) / 1e9 < min_time_s:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
-            fn(inputs[i % len(inputs)])
+            fn(inputs[(offset + i) % len(inputs)])
             end.record()
             events.append((start, end))
             i += 1
@@ -75,7 +76,7 @@ def time_iterations(fn: Callable[[Any], Any], inputs: Sequence[Any], warmup: int
         i = 0
         while i < iters or elapsed_ns / 1e9 < min_time_s:
             t0 = clock()
-            fn(inputs[i % len(inputs)])
+            fn(inputs[(offset + i) % len(inputs)])
             _sync(device)
             dt = clock() - t0
             elapsed_ns += dt
