@@ -5,7 +5,7 @@ cold), accuracy over the dataset when the weights are real, then latency (warm-u
 iterations) with memory peaks reset before the timed region. Whatever was measured before
 a failure stays in the result, whose ``status`` and ``error`` say what went wrong.
 
-Run as ``python -m harness.cell RUN_DIR`` with the cell as JSON on standard input.
+The runner starts ``python -m harness.worker RUN_DIR`` with the cell as JSON on standard input.
 """
 
 from __future__ import annotations
@@ -264,14 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.enable()
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m harness.cell RUN_DIR < cell.json", file=sys.stderr)
+        print("usage: python -m harness.worker RUN_DIR < cell.json", file=sys.stderr)
         return 2
     run_dir = Path(args[0])
     cell = Cell.from_dict(json.loads(sys.stdin.read()))
-    result = run_cell(cell, run_dir)
+    result = sys.modules[__name__].run_cell(cell, run_dir)
     write_json_atomic(cell_path(run_dir, cell.cell_id), result)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -25,6 +25,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     summary = run_suite(args.suite, out_dir=args.out, resume=args.resume, force=args.force,
                         shard=args.shard, argv=["segbench", *sys.argv[1:]])
     print(f"results: {summary.run_dir}")
+    if summary.interrupted:
+        print(f"segbench: interrupted; finished cells are kept. Resume with: segbench run {args.suite} "
+              f"--resume {summary.run_dir}", file=sys.stderr)
     if args.report and not summary.interrupted:
         from harness.report.html import write_report
 

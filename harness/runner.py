@@ -140,7 +140,7 @@ def run_cell_process(cell: Cell, run_dir: Path, python: str = sys.executable) ->
     """Run one cell in a fresh process; make sure a result file exists afterwards. Returns its status."""
     timeout = float(cell.measure["timeout_s"])
     out = cell_path(run_dir, cell.cell_id)
-    proc = subprocess.Popen([python, "-m", "harness.cell", str(run_dir)], stdin=subprocess.PIPE,
+    proc = subprocess.Popen([python, "-m", "harness.worker", str(run_dir)], stdin=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=_child_env(), start_new_session=True)
     tee = _Tee(proc.stderr)
     tee.start()

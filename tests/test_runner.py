@@ -1,0 +1,142 @@
+"""The runner: one process per cell; crashes, hangs, OOM and errors are recorded; resume; shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.errors import ConfigError
+from harness.results import load_run
+from harness.runner import parse_shard, run_suite, select_cells
+from harness.suite import load_suite
+
+FAULTS = Path(__file__).resolve().parent / "faults"
+
+
+@pytest.fixture
+def faults(monkeypatch):
+    monkeypatch.setenv("SEGBENCH_TEST_FAULTS", "1")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FAULTS), os.environ.get("PYTHONPATH", "")]))
+
+
+def suite(tmp_path: Path, models: list[str], **measure) -> Path:
+    data = {"name": "faults", "models": [{"name": m, "weights": "random"} for m in models],
+            "datasets": ["tiny"], "measure": {"warmup": 1, "iters": 3, "timeout_s": 60, **measure}}
+    p = tmp_path / "suite.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+def statuses(run_dir: Path) -> dict[str, tuple[str, str | None]]:
+    run = load_run(run_dir)
+    return {c["model"]: (c["status"], c["error"]) for c in run.cells.values()}
+
+
+def test_each_fault_is_recorded_and_the_run_goes_on(tmp_path, faults):
+    s = suite(tmp_path, ["fault-crash", "fault-ok", "fault-oom", "fault-raise", "fault-exit", "fault-late"])
+    summary = run_suite(s, out_dir=tmp_path / "results", echo=False)
+    got = statuses(summary.run_dir)
+    assert got["fault-ok"][0] == "ok"
+    assert got["fault-crash"][0] == "error" and "SIGSEGV" in got["fault-crash"][1]
+    assert got["fault-oom"][0] == "oom" and "out of memory" in got["fault-oom"][1]
+    assert got["fault-raise"][0] == "error" and "injected error while loading" in got["fault-raise"][1]
+    assert got["fault-exit"][0] == "error" and "exited with code 3" in got["fault-exit"][1]
+    assert got["fault-late"][0] == "error" and "injected failure during timing" in got["fault-late"][1]
+    assert summary.exit_code == 1
+    ok = next(c for c in load_run(summary.run_dir).cells.values() if c["model"] == "fault-ok")
+    assert ok["latency_ms"]["n"] == 3 and len(ok["latency_ms"]["samples"]) == 3
+    assert ok["throughput_ips"] > 0 and ok["params"] == 3 * 3 * 9 + 3
+    assert ok["metrics"] is None and "random weights" in ok["metrics_note"]
+    assert ok["memory_mib"]["host_peak_rss"] > 0 and ok["memory_mib"]["gpu_peak_allocated"] is None
+    late = next(c for c in load_run(summary.run_dir).cells.values() if c["model"] == "fault-late")
+    assert late["params"] == ok["params"] and late["timing"]["first_inference_ms"] > 0  # kept what it measured
+
+
+def test_timeout_kills_the_cell(tmp_path, faults):
+    s = suite(tmp_path, ["fault-hang", "fault-ok"], timeout_s=3)
+    summary = run_suite(s, out_dir=tmp_path / "results", echo=False)
+    got = statuses(summary.run_dir)
+    assert got["fault-hang"][0] == "timeout" and "timeout of 3 s" in got["fault-hang"][1]
+    assert got["fault-ok"][0] == "ok"
+
+
+def test_resume_runs_only_missing_cells(tmp_path, faults):
+    s = suite(tmp_path, ["fault-ok", "fault-late"])
+    first = run_suite(s, out_dir=tmp_path / "results", echo=False)
+    ok_file = next((first.run_dir / "cells").glob("fault-ok*.json"))
+    late_file = next((first.run_dir / "cells").glob("fault-late*.json"))
+    before = ok_file.stat().st_mtime_ns
+    late_file.unlink()
+    again = run_suite(s, resume=first.run_dir, echo=False)
+    assert again.run_dir == first.run_dir
+    assert ok_file.stat().st_mtime_ns == before  # not redone
+    assert late_file.exists()
+
+
+def test_resume_refuses_a_changed_suite_unless_forced(tmp_path, faults):
+    s = suite(tmp_path, ["fault-ok"])
+    first = run_suite(s, out_dir=tmp_path / "results", echo=False)
+    s2 = suite(tmp_path, ["fault-ok"], iters=4)
+    with pytest.raises(ConfigError, match="suite changed.*--force"):
+        run_suite(s2, resume=first.run_dir, echo=False)
+    assert run_suite(s2, resume=first.run_dir, force=True, echo=False).exit_code == 0
+
+
+def test_shards_partition_the_cells(tmp_path):
+    s = load_suite(suite(tmp_path, [f"m{i}" for i in range(7)]))
+    all_ids = [c.cell_id for c in select_cells(s)]
+    parts = [[c.cell_id for c in select_cells(s, (k, 3))] for k in range(3)]
+    assert sorted(sum(parts, [])) == sorted(all_ids)
+    assert not set(parts[0]) & set(parts[1])
+
+
+@pytest.mark.parametrize("text", ["0/3", "4/3", "a/b", "3"])
+def test_bad_shard(text):
+    with pytest.raises(ConfigError, match="K/N"):
+        parse_shard(text)
+
+
+def test_cli_dry_run_lists_cells(tmp_path):
+    s = suite(tmp_path, ["a", "b"])
+    out = subprocess.run([sys.executable, "-m", "harness", "run", "--dry-run", str(s)], capture_output=True,
+                         text=True, check=True)
+    assert len(out.stdout.strip().splitlines()) == 2 and "2 cells" in out.stderr
+
+
+def test_cli_bad_suite_is_a_clear_error(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text("name: x\nmodels: [a]\ndatasets: [b]\nprecisions: [fp64]\n")
+    out = subprocess.run([sys.executable, "-m", "harness", "run", str(p)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert f"{p}: precisions[0]" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_sigterm_keeps_finished_cells(tmp_path, faults, monkeypatch):
+    monkeypatch.setenv("SEGBENCH_TEST_SLOW_S", "30")
+    s = suite(tmp_path, ["fault-ok", "fault-slow"])
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", str(s), "--out", str(tmp_path / "r")],
+                            stderr=subprocess.PIPE, text=True)
+    import time
+
+    deadline = time.time() + 60
+    cells = None
+    while time.time() < deadline:
+        runs = list((tmp_path / "r").glob("faults-*/cells/*.json"))
+        if runs:
+            cells = runs
+            break
+        time.sleep(0.2)
+    assert cells, "the first cell never finished"
+    time.sleep(1.0)
+    proc.terminate()
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    run_dir = cells[0].parents[1]
+    assert json.loads(cells[0].read_text())["status"] == "ok"
+    assert load_run(run_dir).missing and "resume" in err
