@@ -175,16 +175,70 @@ def measure_latency(model, dataset, cell: Cell, result: dict) -> None:
     inputs = latency_inputs(model, dataset, cell.batch_size)
     m = cell.measure
     mem.reset_cuda_peak(model.device)
+    info: dict = {}
     with tqdm(total=m["iters"], desc=f"latency  {cell.cell_id[:40]}", unit="it", leave=False,
               file=sys.stderr) as bar:
         samples = lat.time_iterations(model.forward, inputs, warmup=m["warmup"], iters=m["iters"],
-                                      device=model.device, min_time_s=m["min_time_s"], progress=bar.update)
+                                      device=model.device, min_time_s=m["min_time_s"], progress=bar.update,
+                                      warmup_cv=m["warmup_cv"], max_warmup=m["max_warmup"], info=info)
     stats = lat.summarize(samples)
     result["latency_ms"] = stats
+    result["warmup"] = info
     result["throughput_ips"] = cell.batch_size * 1000.0 / stats["mean"] if stats["mean"] else None
     alloc, reserved = mem.cuda_peaks_mib(model.device)
     result["memory_mib"]["gpu_peak_allocated"] = alloc
     result["memory_mib"]["gpu_peak_reserved"] = reserved
+    result["memory_mib"]["device_used"] = mem.nvml_used_mib(model.device)
+
+
+def measure_stages(model, dataset, cell: Cell, result: dict) -> None:
+    """Per-stage latency in ms for one batch: decode, preprocess, forward, postprocess, end to end.
+
+    ``decode`` reads and decodes the batch's files; ``end_to_end`` goes from decoded PIL
+    images to label maps on the host (preprocess + copy + forward + resize/argmax + copy back).
+    """
+    iters = max(1, min(cell.measure["iters"], 10))
+    n = len(dataset)
+    idx = [j % n for j in range(cell.batch_size)]
+    decode = lat.time_iterations(lambda _: [dataset.load(i) for i in idx], [0], warmup=0, iters=iters)
+    samples = [dataset.load(i) for i in idx]
+    images = [s.image for s in samples]
+    sizes = [(im.height, im.width) for im in images]
+    pre = lat.time_iterations(model.preprocess, [images], warmup=1, iters=iters)
+    x = model.preprocess(images).to(model.device)
+    out = model.forward(x)
+    post = lat.time_iterations(lambda o: model.postprocess(o, sizes), [out], warmup=1, iters=iters,
+                               device=model.device)
+
+    def end_to_end(ims):
+        return [p.cpu() for p in model.postprocess(model.forward(model.preprocess(ims)), sizes)]
+
+    e2e = lat.time_iterations(end_to_end, [images], warmup=1, iters=iters, device=model.device)
+    keep = ("p50", "p90", "mean", "std", "min", "n")
+    result["stages_ms"] = {
+        "decode": {k: v for k, v in lat.summarize(decode).items() if k in keep},
+        "preprocess": {k: v for k, v in lat.summarize(pre).items() if k in keep},
+        "forward": {k: v for k, v in (result.get("latency_ms") or {}).items() if k in keep} or None,
+        "postprocess": {k: v for k, v in lat.summarize(post).items() if k in keep},
+        "end_to_end": {k: v for k, v in lat.summarize(e2e).items() if k in keep},
+    }
+
+
+def measure_flops(model, first_batch: torch.Tensor, cell: Cell, result: dict, env_gpu: str | None) -> None:
+    """Forward GFLOPs per image at the model's input size; on CUDA, achieved TFLOP/s and share of peak."""
+    from harness.measure.flops import count_flops, peak_tflops
+
+    if model.module is None:
+        return
+    flops = count_flops(model.forward, first_batch[:1])
+    result["gflops"] = flops / 1e9
+    mean = (result.get("latency_ms") or {}).get("mean")
+    if mean and model.device.type == "cuda":
+        achieved = flops * cell.batch_size / (mean / 1000.0) / 1e12
+        peak = peak_tflops(env_gpu, cell.precision)
+        result["achieved_tflops"] = achieved
+        result["peak_tflops"] = peak
+        result["peak_fraction"] = achieved / peak if peak else None
 
 
 def run_cell(cell: Cell, run_dir: Path, load_model=None, load_dataset=None) -> dict:
@@ -244,6 +298,11 @@ def run_cell(cell: Cell, run_dir: Path, load_model=None, load_dataset=None) -> d
             result["metrics_note"] = "accuracy not requested (measure.accuracy: false)"
         if cell.measure["latency"]:
             measure_latency(model, dataset, cell, result)
+            if cell.measure["stages"]:
+                measure_stages(model, dataset, cell, result)
+        if cell.measure["flops"]:
+            gpu = torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else None
+            measure_flops(model, first, cell, result, gpu)
         result["status"] = "ok"
     except torch.OutOfMemoryError as e:
         result.update(status="oom", error=f"OutOfMemoryError: {str(e).splitlines()[0] if str(e) else 'out of memory'}")

@@ -31,7 +31,7 @@ DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 # Upper bounds that keep a suite from asking for absurd work by accident; a suite may lift
 # them with `measure: {allow_large: true}`.
 LIMITS = {"warmup": 10_000, "iters": 100_000, "batch_size": 4096, "timeout_s": 7 * 24 * 3600,
-          "samples": 64, "num_workers": 64, "repeat": 100}
+          "samples": 64, "num_workers": 64, "repeat": 100, "max_warmup": 100_000}
 
 TOP_KEYS = ("name", "description", "models", "datasets", "devices", "precisions", "amp", "batch_sizes",
             "runtimes", "variants", "protocol", "measure", "include", "exclude", "seed")
@@ -40,13 +40,15 @@ DATASET_KEYS = ("name", "root", "split", "limit", "options")
 VARIANT_KEYS = ("channels_last", "compile", "attn_implementation")
 PROTOCOL_KEYS = ("mode", "upsample", "crop_size", "stride", "scales", "flip")
 MEASURE_KEYS = ("warmup", "iters", "min_time_s", "accuracy", "latency", "timeout_s", "samples",
-                "num_workers", "on_bad_sample", "repeat", "flops", "allow_large")
+                "num_workers", "on_bad_sample", "repeat", "flops", "stages", "warmup_cv", "max_warmup",
+                "allow_large")
 FILTER_KEYS = ("model", "dataset", "device", "precision", "amp", "batch_size", "runtime")
 
 DEFAULT_PROTOCOL = {"mode": "whole", "upsample": "bilinear"}
 DEFAULT_MEASURE = {"warmup": 2, "iters": 10, "min_time_s": 0.0, "accuracy": True, "latency": True,
                    "timeout_s": 1800.0, "samples": 2, "num_workers": 0, "on_bad_sample": "error",
-                   "repeat": 1, "flops": False, "allow_large": False}
+                   "repeat": 1, "flops": True, "stages": True, "warmup_cv": None, "max_warmup": 200,
+                   "allow_large": False}
 
 
 @dataclass
@@ -304,14 +306,17 @@ def _measure(v: _Validator, value: Any) -> dict:
         return m
     v.keys(value, MEASURE_KEYS, "measure")
     m.update(value)
-    for k in ("accuracy", "latency", "flops", "allow_large"):
+    for k in ("accuracy", "latency", "flops", "stages", "allow_large"):
         if not isinstance(m[k], bool):
             raise v.fail(f"measure.{k}", f"expected true or false, got {_show(m[k])}")
     big = m["allow_large"]
-    for k, lo in (("warmup", 0), ("iters", 1), ("samples", 0), ("num_workers", 0), ("repeat", 1)):
+    for k, lo in (("warmup", 0), ("iters", 1), ("samples", 0), ("num_workers", 0), ("repeat", 1),
+                  ("max_warmup", 1)):
         v.number(m[k], f"measure.{k}", lo, 10**9 if big else LIMITS[k], integer=True)
     v.number(m["timeout_s"], "measure.timeout_s", 1, 10**9 if big else LIMITS["timeout_s"])
     v.number(m["min_time_s"], "measure.min_time_s", 0, 10**6 if big else 3600)
+    if m["warmup_cv"] is not None:
+        v.number(m["warmup_cv"], "measure.warmup_cv", 0.001, 1.0)
     if m["on_bad_sample"] not in BAD_SAMPLE_POLICIES:
         raise v.fail("measure.on_bad_sample", f"{m['on_bad_sample']!r} is not allowed; "
                                               f"allowed: {', '.join(BAD_SAMPLE_POLICIES)}")

@@ -95,3 +95,21 @@ def test_fingerprint_has_the_essentials():
         assert key in env
     assert env["torch"] == torch.__version__
     assert set(comparable_keys(env)) == {"torch", "transformers", "cpu", "gpu", "cuda", "torch_threads"}
+
+
+def test_warmup_until_stable_stops_once_the_window_is_flat():
+    # first calls are slow (cold), then it settles at 10 ms
+    clock = FakeClock([500.0, 300.0, 200.0, 50.0, 10.0, 10.0, 10.0, 10.0, 10.0] + [10.0] * 20)
+    info: dict = {}
+    samples = latency.time_iterations(clock.work, [0], warmup=1, iters=3, clock=clock, warmup_cv=0.05,
+                                      warmup_window=4, info=info)
+    assert info == {"warmup_iters": 8, "warmup_stable": True}
+    assert samples == pytest.approx([10.0, 10.0, 10.0])
+
+
+def test_warmup_until_stable_gives_up_at_the_cap():
+    clock = FakeClock([10.0, 30.0])  # never stable
+    info: dict = {}
+    latency.time_iterations(clock.work, [0], warmup=0, iters=1, clock=clock, warmup_cv=0.01,
+                            warmup_window=3, max_warmup=7, info=info)
+    assert info == {"warmup_iters": 7, "warmup_stable": False}

@@ -54,6 +54,9 @@ def test_each_fault_is_recorded_and_the_run_goes_on(tmp_path, faults):
     assert ok["throughput_ips"] > 0 and ok["params"] == 3 * 3 * 9 + 3
     assert ok["metrics"] is None and "random weights" in ok["metrics_note"]
     assert ok["memory_mib"]["host_peak_rss"] > 0 and ok["memory_mib"]["gpu_peak_allocated"] is None
+    assert ok["gflops"] * 1e9 == pytest.approx(2 * 3 * 3 * 9 * 32 * 32)  # conv 3->3, 3x3 kernel, 32x32 input
+    assert {"decode", "preprocess", "forward", "postprocess", "end_to_end"} <= set(ok["stages_ms"])
+    assert ok["stages_ms"]["end_to_end"]["n"] >= 1 and ok["warmup"]["warmup_iters"] == 1
     late = next(c for c in load_run(summary.run_dir).cells.values() if c["model"] == "fault-late")
     assert late["params"] == ok["params"] and late["timing"]["first_inference_ms"] > 0  # kept what it measured
 

@@ -39,20 +39,36 @@ def _sync(device: torch.device) -> None:
 def time_iterations(fn: Callable[[Any], Any], inputs: Sequence[Any], warmup: int, iters: int,
                     device: torch.device | str = "cpu", min_time_s: float = 0.0,
                     clock: Callable[[], int] = time.perf_counter_ns,
-                    progress: Callable[[int], None] | None = None) -> list[float]:
+                    progress: Callable[[int], None] | None = None, warmup_cv: float | None = None,
+                    warmup_window: int = 5, max_warmup: int = 200, info: dict | None = None) -> list[float]:
     """Call ``fn(inputs[i % len(inputs)])`` ``warmup`` times untimed, then time it.
 
-    Timed iterations continue until at least ``iters`` were done and ``min_time_s`` seconds
-    of timed work elapsed. Inputs rotate so no single tensor is reused every time.
-    Returns the per-iteration latencies in milliseconds. ``clock`` (ns) is injectable for tests.
+    With ``warmup_cv`` set, warm-up goes on after the first ``warmup`` calls until the
+    coefficient of variation of the last ``warmup_window`` warm-up latencies is below
+    ``warmup_cv`` (or ``max_warmup`` calls were made). Timed iterations continue until at
+    least ``iters`` were done and ``min_time_s`` seconds of timed work elapsed. Inputs rotate
+    so no single tensor is reused every time. Returns the per-iteration latencies in
+    milliseconds; ``info`` (if given) receives ``warmup_iters`` and ``warmup_stable``.
+    ``clock`` (ns) is injectable for tests.
     """
     device = torch.device(device)
     if not inputs:
         raise ValueError("time_iterations needs at least one input")
-    for i in range(warmup):
-        fn(inputs[i % len(inputs)])
-    _sync(device)
-    offset = warmup  # keep rotating where the warm-up stopped
+    done = 0
+    recent: list[float] = []
+    stable = warmup_cv is None
+    while done < warmup or (not stable and done < max(max_warmup, warmup)):
+        t0 = clock()
+        fn(inputs[done % len(inputs)])
+        _sync(device)
+        recent = (recent + [(clock() - t0) / 1e6])[-warmup_window:]
+        done += 1
+        if warmup_cv is not None and len(recent) == warmup_window:
+            a = np.asarray(recent)
+            stable = a.mean() > 0 and a.std(ddof=1) / a.mean() < warmup_cv
+    if info is not None:
+        info.update(warmup_iters=done, warmup_stable=bool(stable))
+    offset = done  # keep rotating where the warm-up stopped
     samples: list[float] = []
     if device.type == "cuda":
         events = []

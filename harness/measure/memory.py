@@ -30,3 +30,18 @@ def cuda_peaks_mib(device: torch.device) -> tuple[float | None, float | None]:
         return None, None
     torch.cuda.synchronize(device)
     return torch.cuda.max_memory_allocated(device) / MIB, torch.cuda.max_memory_reserved(device) / MIB
+
+
+def nvml_used_mib(device: torch.device) -> float | None:
+    """Device-level used memory in MiB from NVML (all processes), or None without NVML or CUDA."""
+    if device.type != "cuda":
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        return pynvml.nvmlDeviceGetMemoryInfo(handle).used / MIB
+    except Exception:
+        return None
