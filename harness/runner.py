@@ -136,6 +136,41 @@ def _child_env() -> dict:
     return env
 
 
+def run_cell_repeated(cell: Cell, run_dir: Path) -> str:
+    """Run the cell ``measure.repeat`` times, each in a fresh process, and record the run-to-run spread.
+
+    The stored result is the last repeat's, plus ``repeats`` (each repeat's latency p50/mean in
+    ms) and ``run_to_run`` (mean, std and CV of the repeats' mean latencies).
+    """
+    n = int(cell.measure.get("repeat", 1))
+    status = run_cell_process(cell, run_dir)
+    if n <= 1 or status != "ok":
+        return status
+    out = cell_path(run_dir, cell.cell_id)
+    repeats = []
+    for k in range(n):
+        if k > 0:
+            status = run_cell_process(cell, run_dir)
+            if status != "ok":
+                return status
+        lat = json.loads(out.read_text()).get("latency_ms") or {}
+        repeats.append({"p50": lat.get("p50"), "mean": lat.get("mean"), "n": lat.get("n")})
+    result = json.loads(out.read_text())
+    means = [r["mean"] for r in repeats if r["mean"] is not None]
+    mu = sum(means) / len(means)
+    sd = (sum((m - mu) ** 2 for m in means) / (len(means) - 1)) ** 0.5 if len(means) > 1 else 0.0
+    result["repeats"] = repeats
+    result["run_to_run"] = {"mean_ms": mu, "std_ms": sd, "cv": sd / mu if mu else None, "n": len(means)}
+    write_json_atomic(out, result)
+    return status
+
+
+def _sweep_key(cell: Cell) -> str:
+    ident = cell.identity()
+    ident.pop("batch_size")
+    return json.dumps(ident, sort_keys=True)
+
+
 def run_cell_process(cell: Cell, run_dir: Path, python: str = sys.executable) -> str:
     """Run one cell in a fresh process; make sure a result file exists afterwards. Returns its status."""
     timeout = float(cell.measure["timeout_s"])
@@ -223,11 +258,26 @@ def run_suite(path: str | Path, out_dir: str | Path = "results", resume: str | P
         print(f"segbench: {len(cells)} cells in {run_dir} ({len(cells) - len(todo)} already done)",
               file=sys.stderr)
     t0 = time.perf_counter()
+    oom_at: dict[str, int] = {}  # smallest batch size that ran out of memory, per sweep
+    for c in cells:
+        if summary.statuses.get(c.cell_id) == "oom":
+            key = _sweep_key(c)
+            oom_at[key] = min(oom_at.get(key, c.batch_size), c.batch_size)
     try:
         with tqdm(todo, desc="cells", unit="cell", file=sys.stderr, disable=not echo) as bar:
             for c in bar:
                 bar.set_postfix_str(c.cell_id.split("__")[0] + " " + c.precision)
-                summary.statuses[c.cell_id] = run_cell_process(c, run_dir)
+                key = _sweep_key(c)
+                if key in oom_at and c.batch_size > oom_at[key]:
+                    result = base_result(c)
+                    result.update(status="skipped", error=f"batch size {oom_at[key]} already ran out of "
+                                                          f"memory; larger batch sizes are not tried")
+                    write_json_atomic(cell_path(run_dir, c.cell_id), result)
+                    summary.statuses[c.cell_id] = "skipped"
+                    continue
+                summary.statuses[c.cell_id] = run_cell_repeated(c, run_dir)
+                if summary.statuses[c.cell_id] == "oom":
+                    oom_at[key] = min(oom_at.get(key, c.batch_size), c.batch_size)
     except KeyboardInterrupt:
         summary.interrupted = True
     if echo:

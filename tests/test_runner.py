@@ -91,6 +91,27 @@ def test_resume_refuses_a_changed_suite_unless_forced(tmp_path, faults):
     assert run_suite(s2, resume=first.run_dir, force=True, echo=False).exit_code == 0
 
 
+def test_batch_sweep_stops_at_the_first_oom(tmp_path, faults):
+    data = {"name": "sweep", "models": [{"name": "fault-oom-big", "weights": "random"}], "datasets": ["tiny"],
+            "batch_sizes": [1, 2, 4, 8, 16], "measure": {"warmup": 0, "iters": 1, "stages": False, "flops": False}}
+    p = tmp_path / "sweep.yaml"
+    p.write_text(yaml.safe_dump(data))
+    summary = run_suite(p, out_dir=tmp_path / "results", echo=False)
+    by_bs = {c["batch_size"]: c for c in load_run(summary.run_dir).cells.values()}
+    assert [by_bs[b]["status"] for b in (1, 2, 4, 8, 16)] == ["ok", "ok", "oom", "skipped", "skipped"]
+    assert "batch size 4 already ran out of memory" in by_bs[8]["error"]
+    assert by_bs[2]["throughput_ips"] > 0
+
+
+def test_repeat_records_run_to_run_spread(tmp_path, faults):
+    s = suite(tmp_path, ["fault-ok"], repeat=3, stages=False, flops=False)
+    summary = run_suite(s, out_dir=tmp_path / "results", echo=False)
+    cell = next(iter(load_run(summary.run_dir).cells.values()))
+    assert len(cell["repeats"]) == 3 and cell["run_to_run"]["n"] == 3
+    means = [r["mean"] for r in cell["repeats"]]
+    assert cell["run_to_run"]["mean_ms"] == pytest.approx(sum(means) / 3)
+
+
 def test_shards_partition_the_cells(tmp_path):
     s = load_suite(suite(tmp_path, [f"m{i}" for i in range(7)]))
     all_ids = [c.cell_id for c in select_cells(s)]

@@ -90,6 +90,9 @@ if os.environ.get("SEGBENCH_TEST_FAULTS") == "1":
             os._exit(3)
         if cell.model == "fault-slow":
             time.sleep(float(os.environ.get("SEGBENCH_TEST_SLOW_S", "2")))
+        if cell.model == "fault-oom-big" and cell.batch_size > 2:
+            return _orig(cell, run_dir, load_model=lambda *a, **k: _load_model("fault-oom"),
+                         load_dataset=_load_dataset)
         return _orig(cell, run_dir, load_model=_load_model, load_dataset=_load_dataset)
 
     _cell.run_cell = run_cell
