@@ -62,8 +62,6 @@ def _skip_reason(cell: Cell) -> str | None:
         return "MPS is not available on this machine"
     if cell.precision == "tf32" and dev.type != "cuda":
         return "tf32 applies to CUDA matmuls only"
-    if cell.protocol.get("mode") != "whole":
-        return f"protocol {cell.protocol.get('mode')!r} is not implemented by this runner yet"
     return None
 
 
@@ -91,11 +89,14 @@ def evaluate_accuracy(model, dataset, cell: Cell, run_dir: Path, result: dict) -
 
     from harness.data.loader import make_loader
     from harness.metrics import SegmentationMetrics
+    from harness.protocols import predict_with_protocol
 
     metrics = SegmentationMetrics(dataset.num_classes, ignore_index=dataset.ignore_index,
                                   device=model.device, keep_per_image=True)
+    whole = cell.protocol.get("mode", "whole") == "whole"
     loader = make_loader(dataset, batch_size=cell.batch_size, num_workers=cell.measure["num_workers"],
-                         preprocess=model.preprocessor, on_bad_sample=cell.measure["on_bad_sample"])
+                         preprocess=model.preprocessor if whole else None,
+                         on_bad_sample=cell.measure["on_bad_sample"])
     skipped: list[dict] = []
     n_done = 0
     keep = cell.measure["samples"]
@@ -104,11 +105,13 @@ def evaluate_accuracy(model, dataset, cell: Cell, run_dir: Path, result: dict) -
               file=sys.stderr) as bar:
         for batch in loader:
             skipped.extend(batch.skipped)
-            if batch.pixel_values is None or not batch.ids:
+            if not batch.ids:
                 bar.update(len(batch.skipped))
                 continue
-            outputs = model.forward(batch.pixel_values)
-            preds = model.postprocess(outputs, batch.sizes)
+            if whole:
+                preds = model.postprocess(model.forward(batch.pixel_values), batch.sizes)
+            else:
+                preds = [predict_with_protocol(model, im, cell.protocol) for im in batch.images]
             for pred, label, sid in zip(preds, batch.labels, batch.ids, strict=True):
                 target = torch.from_numpy(np.asarray(label)).to(pred.device)
                 metrics.update(pred.unsqueeze(0), target.unsqueeze(0))
@@ -211,6 +214,10 @@ def measure_stages(model, dataset, cell: Cell, result: dict) -> None:
                                device=model.device)
 
     def end_to_end(ims):
+        if cell.protocol.get("mode", "whole") != "whole":
+            from harness.protocols import predict_with_protocol
+
+            return [predict_with_protocol(model, im, cell.protocol).cpu() for im in ims]
         return [p.cpu() for p in model.postprocess(model.forward(model.preprocess(ims)), sizes)]
 
     e2e = lat.time_iterations(end_to_end, [images], warmup=1, iters=iters, device=model.device)

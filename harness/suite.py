@@ -38,7 +38,7 @@ TOP_KEYS = ("name", "description", "models", "datasets", "devices", "precisions"
 MODEL_KEYS = ("name", "weights", "label", "runtime", "options", "trust_remote_code")
 DATASET_KEYS = ("name", "root", "split", "limit", "options")
 VARIANT_KEYS = ("channels_last", "compile", "attn_implementation")
-PROTOCOL_KEYS = ("mode", "upsample", "crop_size", "stride", "scales", "flip")
+PROTOCOL_KEYS = ("mode", "upsample", "crop_size", "stride", "scales", "flip", "resize")
 MEASURE_KEYS = ("warmup", "iters", "min_time_s", "accuracy", "latency", "timeout_s", "samples",
                 "num_workers", "on_bad_sample", "repeat", "flops", "stages", "warmup_cv", "max_warmup",
                 "allow_large")
@@ -288,6 +288,14 @@ def _protocol(v: _Validator, value: Any) -> dict:
         if (not isinstance(s, list) or not s or len(s) > 16
                 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0.1 <= x <= 4 for x in s)):
             raise v.fail("protocol.scales", f"expected a list of 1 to 16 numbers in 0.1..4, got {_show(s)}")
+    if p.get("resize") is not None:
+        r = p["resize"]
+        ok_int = isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= 8192
+        ok_pair = (isinstance(r, list) and len(r) == 2
+                   and all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 8192 for x in r))
+        if not (ok_int or ok_pair):
+            raise v.fail("protocol.resize", f"expected a short side (integer) or [height, width] in 1..8192, "
+                                            f"got {_show(r)}")
     if "flip" in p and not isinstance(p["flip"], bool):
         raise v.fail("protocol.flip", f"expected true or false, got {_show(p['flip'])}")
     if p["mode"] == "slide" and "crop_size" not in p:

@@ -124,6 +124,7 @@ BAD = [
     ({"protocol": {"mode": "slide", "crop_size": 0}}, "protocol.crop_size", "1..8192"),
     ({"protocol": {"scales": [0.0]}}, "protocol.scales", "0.1..4"),
     ({"protocol": {"flip": "yes"}}, "protocol.flip", "true or false"),
+    ({"protocol": {"resize": [1, 2, 3]}}, "protocol.resize", "short side"),
     ({"protocol": {"mode": "whole", "tta": 1}}, "protocol.tta", "unknown key"),
     ({"measure": {"iters": 10**9}}, "measure.iters", "allow_large"),
     ({"measure": {"iters": 0}}, "measure.iters", "out of range"),

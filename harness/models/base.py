@@ -60,6 +60,11 @@ class SegmentationModel:
     module: torch.nn.Module | None = None
     label_set: str | None = None
     preprocessor = None
+    # Normalisation applied after rescaling pixels to [0, 1]; used by the slide and
+    # multiscale protocols, which resize images themselves. Adapters set the values of the
+    # model's own image processor.
+    image_mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    image_std: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
     def __init__(self, device: str = "cpu", precision: str = "fp32", amp: str = "autocast",
                  upsample: str = "bilinear"):
@@ -126,6 +131,12 @@ class SegmentationModel:
         sizes = [(im.height, im.width) for im in images]
         outputs = self.forward(self.preprocess(images))
         return [m.cpu().numpy() for m in self.postprocess(outputs, sizes)]
+
+    def normalize(self, x01: torch.Tensor) -> torch.Tensor:
+        """Float images in [0, 1], shape (N, 3, H, W) -> the model's normalised input."""
+        mean = torch.tensor(self.image_mean, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.image_std, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
+        return (x01 - mean) / std
 
     # -- facts ------------------------------------------------------------------------
     def params(self) -> int:
