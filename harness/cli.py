@@ -108,6 +108,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from harness.merge import merge_runs
+
+    rep = merge_runs(args.runs, args.out, prefer=args.prefer, allow_missing=args.allow_missing, force=args.force)
+    print(f"merged {rep.cells} cells from {len(args.runs)} runs into {rep.out_dir}")
+    if rep.duplicates:
+        print(f"{len(rep.duplicates)} duplicate cell(s) resolved: {', '.join(sorted(set(rep.duplicates))[:10])}",
+              file=sys.stderr)
+    if rep.missing:
+        print(f"{len(rep.missing)} cell(s) missing: {', '.join(rep.missing[:10])}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="segbench", description="Benchmark and evaluation harness for "
                                 "semantic segmentation: accuracy, latency and memory, with reports.")
@@ -123,6 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--report", action="store_true", help="write an HTML report when the run ends")
     r.add_argument("--report-dir", default="reports", help="where --report writes (default: reports)")
     r.set_defaults(func=_cmd_run)
+
+    g = sub.add_parser("merge", help="merge shard runs (or runs from several machines) into one run")
+    g.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    g.add_argument("--out", required=True, help="the merged run directory to create")
+    g.add_argument("--prefer", choices=("first", "last"), default=None,
+                   help="which input wins when two hold different results for one cell (default: refuse)")
+    g.add_argument("--allow-missing", action="store_true", help="merge even if some suite cells are absent")
+    g.add_argument("--force", action="store_true", help="merge even if suites or environments differ")
+    g.set_defaults(func=_cmd_merge)
 
     m = sub.add_parser("models", help="list the model registry")
     m.add_argument("--json", action="store_true")
