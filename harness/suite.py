@@ -33,7 +33,7 @@ DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 LIMITS = {"warmup": 10_000, "iters": 100_000, "batch_size": 4096, "timeout_s": 7 * 24 * 3600,
           "samples": 64, "num_workers": 64, "repeat": 100, "max_warmup": 100_000}
 
-TOP_KEYS = ("name", "description", "models", "datasets", "devices", "precisions", "amp", "batch_sizes",
+TOP_KEYS = ("extends", "name", "description", "models", "datasets", "devices", "precisions", "amp", "batch_sizes",
             "runtimes", "variants", "protocol", "measure", "include", "exclude", "seed")
 MODEL_KEYS = ("name", "weights", "label", "runtime", "options", "trust_remote_code")
 DATASET_KEYS = ("name", "root", "split", "limit", "options")
@@ -401,18 +401,60 @@ def validate(data: Any, path: Path) -> dict:
     return out
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Read and validate a suite file (safe YAML loader only)."""
-    path = Path(path)
+MAX_EXTENDS_DEPTH = 8
+MERGED_SECTIONS = ("measure", "protocol")  # merged key by key; every other key is replaced
+
+
+def _read_yaml(path: Path) -> tuple[Any, bytes]:
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read suite file ({e.strerror})") from e
     try:
-        data = yaml.safe_load(raw)
+        return yaml.safe_load(raw), raw
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
-    suite = Suite(path=path, data=validate(data, path), sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _resolve_extends(path: Path, data: Any, chain: tuple[Path, ...] = ()) -> tuple[Any, list[bytes]]:
+    """Apply ``extends: base.yaml`` (relative to the suite's folder, which it may not leave)."""
+    if not isinstance(data, dict) or "extends" not in data:
+        return data, []
+    target = data["extends"]
+    if not isinstance(target, str) or not target:
+        raise ConfigError(f"{path}: extends: expected a path to a suite file, got {_show(target)}")
+    base_path = Path(target)
+    if not base_path.is_absolute():
+        base_path = (path.parent / base_path)
+        try:
+            base_path.resolve().relative_to(path.parent.resolve())
+        except ValueError:
+            raise ConfigError(f"{path}: extends: {target!r} leaves the suite's folder {path.parent}; "
+                              "use an absolute path to extend a suite elsewhere") from None
+    if base_path.resolve() in chain or len(chain) >= MAX_EXTENDS_DEPTH:
+        raise ConfigError(f"{path}: extends: {target!r} makes a cycle or a chain deeper than {MAX_EXTENDS_DEPTH}")
+    base, raw = _read_yaml(base_path)
+    base, raws = _resolve_extends(base_path, base, chain + (path.resolve(),))
+    if not isinstance(base, dict):
+        raise ConfigError(f"{base_path}: expected a mapping at the top level, got {_show(base)}")
+    merged = dict(base)
+    for k, v in data.items():
+        if k == "extends":
+            continue
+        if k in MERGED_SECTIONS and isinstance(v, dict) and isinstance(base.get(k), dict):
+            merged[k] = {**base[k], **v}
+        else:
+            merged[k] = v
+    return merged, raws + [raw]
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file (safe YAML loader only; ``extends`` applied)."""
+    path = Path(path)
+    data, raw = _read_yaml(path)
+    data, base_raws = _resolve_extends(path, data)
+    digest = hashlib.sha256(b"".join(base_raws + [raw])).hexdigest()
+    suite = Suite(path=path, data=validate(data, path), sha256=digest)
     if not suite.cells():
         raise ConfigError(f"{path}: include/exclude leave no cell to run")
     return suite

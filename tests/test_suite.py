@@ -195,3 +195,32 @@ def test_python_tags_are_refused(tmp_path):
 def test_shipped_suites_are_valid():
     for path in sorted((Path(__file__).resolve().parents[1] / "suites").glob("*.yaml")):
         assert load_suite(path).cells(), path
+
+
+def test_extends_merges_measure_and_replaces_lists(tmp_path):
+    write(tmp_path, with_(measure={"iters": 7, "warmup": 3}), "base.yaml")
+    child = write(tmp_path, {"extends": "base.yaml", "name": "child", "precisions": ["fp32"],
+                             "measure": {"iters": 9}}, "child.yaml")
+    s = load_suite(child)
+    assert s.name == "child"
+    assert {c.precision for c in s.cells()} == {"fp32"}
+    m = s.cells()[0].measure
+    assert (m["iters"], m["warmup"]) == (9, 3)
+
+
+def test_extends_cannot_leave_the_suite_folder(tmp_path):
+    (tmp_path / "outside.yaml").write_text(yaml.safe_dump(BASE))
+    sub = tmp_path / "suites"
+    sub.mkdir()
+    child = write(sub, {"extends": "../outside.yaml"}, "child.yaml")
+    with pytest.raises(ConfigError, match="leaves the suite's folder"):
+        load_suite(child)
+    ok = write(sub, {"extends": str(tmp_path / "outside.yaml")}, "abs.yaml")  # absolute: the user's choice
+    assert load_suite(ok).cells()
+
+
+def test_extends_cycle_is_an_error(tmp_path):
+    write(tmp_path, {"extends": "b.yaml"}, "a.yaml")
+    write(tmp_path, {"extends": "a.yaml"}, "b.yaml")
+    with pytest.raises(ConfigError, match="cycle"):
+        load_suite(tmp_path / "a.yaml")
