@@ -83,55 +83,81 @@ def _save_png(path: Path, array: np.ndarray) -> None:
     Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), mode="L").save(path)
 
 
-def evaluate_accuracy(model, dataset, cell: Cell, run_dir: Path, result: dict) -> None:
-    """Confusion-matrix metrics over the whole (limited) dataset; saves a few qualitative samples."""
+def evaluate_accuracy(model, dataset, cell: Cell, run_dir: Path, result: dict, share=None) -> None:
+    """Confusion-matrix metrics over the whole (limited) dataset; saves a few qualitative samples.
+
+    Under torchrun each rank evaluates its own share of the samples (rank r takes r, r+N, ...)
+    and the confusion matrices are summed across ranks before the metrics are computed;
+    ``share`` is this rank's part of ``dataset``.
+    """
     from tqdm import tqdm
 
+    from harness import distributed
     from harness.data.loader import make_loader
     from harness.metrics import SegmentationMetrics
     from harness.protocols import predict_with_protocol
 
+    dinfo = distributed.current()
+    share = dataset if share is None else share
     metrics = SegmentationMetrics(dataset.num_classes, ignore_index=dataset.ignore_index,
                                   device=model.device, keep_per_image=True)
     whole = cell.protocol.get("mode", "whole") == "whole"
-    loader = make_loader(dataset, batch_size=cell.batch_size, num_workers=cell.measure["num_workers"],
+    loader = make_loader(share, batch_size=cell.batch_size, num_workers=cell.measure["num_workers"],
                          preprocess=model.preprocessor if whole else None,
                          on_bad_sample=cell.measure["on_bad_sample"])
     skipped: list[dict] = []
     n_done = 0
-    keep = cell.measure["samples"]
+    keep = cell.measure["samples"] if dinfo.is_main else 0
+    failure: BaseException | None = None
     t0 = time.perf_counter()
-    with tqdm(total=len(dataset), desc=f"accuracy {cell.cell_id[:40]}", unit="img", leave=False,
-              file=sys.stderr) as bar:
-        for batch in loader:
-            skipped.extend(batch.skipped)
-            if not batch.ids:
-                bar.update(len(batch.skipped))
-                continue
-            if whole:
-                preds = model.postprocess(model.forward(batch.pixel_values), batch.sizes)
-            else:
-                preds = [predict_with_protocol(model, im, cell.protocol) for im in batch.images]
-            for pred, label, sid in zip(preds, batch.labels, batch.ids, strict=True):
-                target = torch.from_numpy(np.asarray(label)).to(pred.device)
-                metrics.update(pred.unsqueeze(0), target.unsqueeze(0))
-                if len(result["samples"]) < keep:
-                    result["samples"].append(_save_sample(run_dir, cell, dataset, sid, pred, label))
-            n_done += len(batch.ids)
-            bar.update(len(batch.ids) + len(batch.skipped))
+    try:
+        with tqdm(total=len(share), desc=f"accuracy {cell.cell_id[:40]}", unit="img", leave=False,
+                  file=sys.stderr, disable=not dinfo.is_main) as bar:
+            for batch in loader:
+                skipped.extend(batch.skipped)
+                if not batch.ids:
+                    bar.update(len(batch.skipped))
+                    continue
+                if whole:
+                    preds = model.postprocess(model.forward(batch.pixel_values), batch.sizes)
+                else:
+                    preds = [predict_with_protocol(model, im, cell.protocol) for im in batch.images]
+                for pred, label, sid in zip(preds, batch.labels, batch.ids, strict=True):
+                    target = torch.from_numpy(np.asarray(label)).to(pred.device)
+                    metrics.update(pred.unsqueeze(0), target.unsqueeze(0))
+                    if len(result["samples"]) < keep:
+                        result["samples"].append(_save_sample(run_dir, cell, share, sid, pred, label))
+                n_done += len(batch.ids)
+                bar.update(len(batch.ids) + len(batch.skipped))
+    except Exception as e:  # tell the other ranks before raising, so none waits forever
+        failure = e
+    if dinfo.active:
+        flag = distributed.all_reduce_sum(torch.tensor([1 if failure else 0], dtype=torch.int64))
+        if failure is None and int(flag.item()) > 0:
+            raise SegbenchError("another rank failed while evaluating this cell")
+    if failure is not None:
+        raise failure
     result["timing"]["accuracy_s"] = time.perf_counter() - t0
-    computed = metrics.compute()
-    result["metrics"] = computed
+    if dinfo.active:
+        metrics.load_state_tensor(distributed.all_reduce_sum(metrics.state_tensor()))
+        skipped = [s for part in distributed.gather_objects(skipped) for s in part]
+        n_done = sum(distributed.gather_objects(n_done))
+    result["metrics"] = metrics.compute()
     result["metrics"]["num_images"] = n_done
-    per_image = getattr(metrics, "per_image", None)
-    if callable(per_image):
-        inter, union = per_image()[:2]
-        if len(inter) > 1:
-            from harness.metrics import bootstrap_miou
+    inter, union = metrics.per_image()[:2]
+    if dinfo.active:
+        parts = distributed.gather_objects((np.asarray(inter), np.asarray(union)))
+        inter = np.concatenate([p[0] for p in parts if len(p[0])]) if n_done else np.zeros((0, 0))
+        union = np.concatenate([p[1] for p in parts if len(p[1])]) if n_done else np.zeros((0, 0))
+    if len(inter) > 1:
+        from harness.metrics import bootstrap_miou
 
-            result["metrics"]["mIoU_ci"] = list(bootstrap_miou(np.asarray(inter), np.asarray(union), seed=cell.seed))
+        result["metrics"]["mIoU_ci"] = list(bootstrap_miou(np.asarray(inter), np.asarray(union), seed=cell.seed))
     result["data"]["skipped"] = skipped
     result["data"]["num_evaluated"] = n_done
+    if dinfo.active:
+        result["distributed"] = {"world_size": dinfo.world_size, "accuracy": "split across ranks",
+                                 "latency": "rank 0 only (single process)"}
 
 
 def _save_sample(run_dir: Path, cell: Cell, dataset, sid: str, pred: torch.Tensor, label) -> dict:
@@ -258,6 +284,9 @@ def run_cell(cell: Cell, run_dir: Path, load_model=None, load_dataset=None) -> d
     if load_dataset is None:
         from harness.data import load_dataset
 
+    from harness import distributed
+
+    dinfo = distributed.current()
     result = base_result(cell)
     t_start = time.perf_counter()
     try:
@@ -300,14 +329,19 @@ def run_cell(cell: Cell, run_dir: Path, load_model=None, load_dataset=None) -> d
             result["metrics_note"] = "runtime parity check against PyTorch failed: accuracy not shown"
         elif cell.measure["accuracy"]:
             _check_label_spaces(model, dataset)
-            evaluate_accuracy(model, dataset, cell, run_dir, result)
+            share = None
+            if dinfo.active:
+                share = load_dataset(cell.dataset, root=cell.dataset_root, split=cell.dataset_split,
+                                     limit=cell.dataset_limit, shard=(dinfo.rank, dinfo.world_size),
+                                     **cell.dataset_options)
+            evaluate_accuracy(model, dataset, cell, run_dir, result, share=share)
         else:
             result["metrics_note"] = "accuracy not requested (measure.accuracy: false)"
-        if cell.measure["latency"]:
+        if cell.measure["latency"] and dinfo.is_main:
             measure_latency(model, dataset, cell, result)
             if cell.measure["stages"]:
                 measure_stages(model, dataset, cell, result)
-        if cell.measure["flops"]:
+        if cell.measure["flops"] and dinfo.is_main:
             gpu = torch.cuda.get_device_name(model.device) if model.device.type == "cuda" else None
             measure_flops(model, first, cell, result, gpu)
         result["status"] = "ok"

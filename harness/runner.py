@@ -225,13 +225,57 @@ def dry_run(suite_path: str | Path, shard: str | None = None) -> list[Cell]:
     return select_cells(load_suite(suite_path), parse_shard(shard))
 
 
+def run_suite_distributed(suite: Suite, out_dir: Path, shard_t, argv: list[str], echo: bool) -> RunSummary:
+    """Under torchrun: every rank runs every cell in-process; accuracy data is split across ranks.
+
+    Rank 0 creates the run directory and writes run.json and each cell's result.
+    """
+    from harness import distributed
+    from harness.cell import run_cell
+
+    info = distributed.current()
+    cells = select_cells(suite, shard_t)
+    run_dir = None
+    if info.is_main:
+        run_dir = _new_run_dir(out_dir, suite.name)
+        meta = _run_meta(suite, run_dir, cells, shard_t, argv)
+        meta["world_size"] = info.world_size
+        write_json_atomic(run_dir / "run.json", meta)
+    run_dir = Path(distributed.broadcast_object(str(run_dir)))
+    summary = RunSummary(run_dir=run_dir)
+    for i, c in enumerate(cells):
+        if echo and info.is_main:
+            print(f"segbench: [{i + 1}/{len(cells)}] {c.cell_id} on {info.world_size} ranks", file=sys.stderr)
+        result = run_cell(c, run_dir)
+        result["world_size"] = info.world_size
+        if info.is_main:
+            write_json_atomic(cell_path(run_dir, c.cell_id), result)
+        summary.statuses[c.cell_id] = result["status"]
+        distributed.barrier()
+    return summary
+
+
 def run_suite(path: str | Path, out_dir: str | Path = "results", resume: str | Path | None = None,
               force: bool = False, shard: str | None = None, argv: list[str] | None = None,
               echo: bool = True) -> RunSummary:
-    """Run every cell of the suite at ``path`` (or finish run ``resume``); returns a :class:`RunSummary`."""
+    """Run every cell of the suite at ``path`` (or finish run ``resume``); returns a :class:`RunSummary`.
+
+    Launched under torchrun (WORLD_SIZE > 1), accuracy cells split their data across ranks
+    (see :mod:`harness.distributed`); otherwise each cell runs in a fresh process.
+    """
     from tqdm import tqdm
 
+    from harness import distributed
+
     suite = load_suite(path)
+    if distributed.env_info().active:
+        if resume is not None:
+            raise ConfigError("--resume is not supported under torchrun; resume with a single process")
+        distributed.init()
+        try:
+            return run_suite_distributed(suite, Path(out_dir), parse_shard(shard), argv or sys.argv, echo)
+        finally:
+            distributed.shutdown()
     shard_t = parse_shard(shard)
     if resume is not None:
         run_dir = Path(resume)
