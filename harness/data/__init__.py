@@ -1,0 +1,105 @@
+"""Dataset registry: ``load_dataset(name, root=None, split="validation", **options)``."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+
+from harness.data.base import DatasetInfo, Sample, SegmentationDataset
+from harness.errors import ConfigError, did_you_mean
+
+__all__ = ["load_dataset", "DATASETS", "dataset_infos", "Sample", "SegmentationDataset"]
+
+
+def _factory(name: str):
+    if name == "synthetic":
+        from harness.data.synthetic import SyntheticDataset
+
+        return SyntheticDataset
+    if name == "ade20k":
+        from harness.data.ade20k import ADE20KDataset
+
+        return ADE20KDataset
+    if name == "ade20k-hf":
+        from harness.data.hf import ADE20KHFDataset
+
+        return ADE20KHFDataset
+    if name == "cityscapes":
+        from harness.data.cityscapes import CityscapesDataset
+
+        return CityscapesDataset
+    if name == "voc":
+        from harness.data.voc import VOCDataset
+
+        return VOCDataset
+    if name == "folder":
+        from harness.data.folder import FolderDataset
+
+        return FolderDataset
+    raise KeyError(name)
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "synthetic": DatasetInfo("synthetic", "seeded synthetic images with structured label maps (offline, CI)",
+                             150, 255, None, "(generated; no files)", extra={"label_set": None}),
+    "ade20k": DatasetInfo("ade20k", "ADE20K SceneParsing-150, official layout, reduce_zero_label", 150, 255,
+                          "ADEChallengeData2016", "images/{split}/*.jpg + annotations/{split}/*.png",
+                          ("validation", "training"), {"label_set": "ade20k"}),
+    "ade20k-hf": DatasetInfo("ade20k-hf", "ADE20K from a local Hugging Face datasets copy", 150, 255,
+                             "ade20k-hf", "save_to_disk folder or data/{split}-*.parquet",
+                             ("validation", "train"), {"label_set": "ade20k"}),
+    "cityscapes": DatasetInfo("cityscapes", "Cityscapes fine, labelIds -> 19 train ids", 19, 255, "cityscapes",
+                              "leftImg8bit/{split}/{city}/*_leftImg8bit.png + gtFine/{split}/{city}/*_gtFine_labelIds.png",
+                              ("val", "train", "test"), {"label_set": "cityscapes"}),
+    "voc": DatasetInfo("voc", "Pascal VOC 2012 segmentation, 21 classes, 255 = boundary", 21, 255,
+                       "VOCdevkit/VOC2012", "JPEGImages/*.jpg + SegmentationClass/*.png + "
+                       "ImageSets/Segmentation/{split}.txt", ("val", "train", "trainval"), {"label_set": "voc"}),
+    "folder": DatasetInfo("folder", "your own data: images/ + masks/ paired by stem, classes.txt", 0, 255, None,
+                          "images/NAME.jpg + masks/NAME.png + classes.txt", extra={"label_set": None}),
+}
+
+
+def data_home() -> Path:
+    """Where default dataset roots live: $SEGBENCH_DATA, or ./data."""
+    return Path(os.environ.get("SEGBENCH_DATA", "data"))
+
+
+def default_root(name: str) -> Path | None:
+    info = DATASETS[name]
+    return data_home() / info.default_root if info.default_root else None
+
+
+def load_dataset(name: str, root: str | None = None, split: str = "validation", limit: int | None = None,
+                 shard: tuple[int, int] | None = None, **options) -> SegmentationDataset:
+    """Build a registered dataset. ``limit`` keeps the first N samples (sorted order);
+    ``shard=(k, n)`` then keeps every n-th from k. Unknown names or options are ConfigErrors."""
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; "
+                          f"known datasets: {', '.join(DATASETS)}")
+    cls = _factory(name)
+    params = inspect.signature(cls.__init__).parameters
+    allowed = [p for p in params if p not in ("self", "root", "split", "limit", "shard")]
+    for key in options:
+        if key not in allowed:
+            raise ConfigError(f"dataset {name!r}: unknown option {key!r}{did_you_mean(key, allowed)}; "
+                              f"allowed options: {', '.join(allowed) or 'none'}")
+    if name == "synthetic":
+        return cls(limit=limit, shard=shard, **options)
+    if root is None:
+        root = default_root(name)
+        if root is None:
+            raise ConfigError(f"dataset {name!r} needs a root folder (root: /path/to/data)")
+    return cls(root=root, split=split, limit=limit, shard=shard, **options)
+
+
+def dataset_infos() -> list[dict]:
+    """One row per registered dataset for ``segbench datasets``: what it is, where it is looked for, found or not."""
+    rows = []
+    for name, info in DATASETS.items():
+        root = default_root(name)
+        rows.append({"name": name, "description": info.description, "num_classes": info.num_classes or None,
+                     "ignore_index": info.ignore_index, "label_set": info.extra.get("label_set"),
+                     "root": str(root) if root else "-", "layout": info.layout,
+                     "found": (root.exists() if root else name == "synthetic")})
+    return rows

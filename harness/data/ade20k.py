@@ -1,0 +1,94 @@
+"""ADE20K SceneParsing-150 (ADEChallengeData2016), in its official layout or a local HF copy.
+
+Layout::
+
+    ADEChallengeData2016/
+      images/{training,validation}/ADE_*.jpg
+      annotations/{training,validation}/ADE_*.png   mode L, 0 = other, 1..150 = classes
+      objectInfo150.txt                               (optional) the class table
+
+Label convention ``reduce_zero_label``: 0 (other) -> 255 (ignored), k -> k-1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from harness.data.files import PairedFilesDataset, generated_palette, pair_by_stem, require_dir, select
+from harness.errors import DataError
+
+LAYOUT = """  ADEChallengeData2016/
+    images/{split}/*.jpg
+    annotations/{split}/*.png   (mode L: 0 = other, 1..150 = classes)"""
+SPLITS = {"validation": "validation", "val": "validation", "training": "training", "train": "training"}
+
+ADE20K_CLASSES = [
+    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass", "cabinet",
+    "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain", "chair", "car", "water",
+    "painting", "sofa", "shelf", "house", "sea", "mirror", "rug", "field", "armchair", "seat", "fence", "desk",
+    "rock", "wardrobe", "lamp", "bathtub", "railing", "cushion", "base", "box", "column", "signboard",
+    "chest of drawers", "counter", "sand", "sink", "skyscraper", "fireplace", "refrigerator", "grandstand",
+    "path", "stairs", "runway", "case", "pool table", "pillow", "screen door", "stairway", "river", "bridge",
+    "bookcase", "blind", "coffee table", "toilet", "flower", "book", "hill", "bench", "countertop", "stove",
+    "palm", "kitchen island", "computer", "swivel chair", "boat", "bar", "arcade machine", "hovel", "bus",
+    "towel", "light", "truck", "tower", "chandelier", "awning", "streetlight", "booth", "television receiver",
+    "airplane", "dirt track", "apparel", "pole", "land", "bannister", "escalator", "ottoman", "bottle",
+    "buffet", "poster", "stage", "van", "ship", "fountain", "conveyer belt", "canopy", "washer", "plaything",
+    "swimming pool", "stool", "barrel", "basket", "waterfall", "tent", "bag", "minibike", "cradle", "oven",
+    "ball", "food", "step", "tank", "trade name", "microwave", "pot", "animal", "bicycle", "lake",
+    "dishwasher", "screen", "blanket", "sculpture", "hood", "sconce", "vase", "traffic light", "tray",
+    "ashcan", "fan", "pier", "crt screen", "plate", "monitor", "bulletin board", "shower", "radiator",
+    "glass", "clock", "flag",
+]
+
+
+def read_object_info(path: Path) -> list[str]:
+    """Class names from objectInfo150.txt (tab-separated: Idx, Ratio, Train, Val, Name); first synonym."""
+    names = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cols = line.split("\t")
+        if len(cols) < 5:
+            raise DataError(f"{path}:{n}: expected 5 tab-separated columns (Idx Ratio Train Val Name)", path=str(path))
+        names.append(cols[4].split(",")[0].strip())
+    if len(names) != 150:
+        raise DataError(f"{path}: lists {len(names)} classes; expected 150", path=str(path))
+    return names
+
+
+def reduce_zero_label(raw: np.ndarray, ignore_index: int = 255) -> np.ndarray:
+    """0 -> ignore_index, k -> k-1 (values above 150 stay out of range and are reported by the checks)."""
+    out = raw.astype(np.int64) - 1
+    out[raw == 0] = ignore_index
+    return out
+
+
+class ADE20KDataset(PairedFilesDataset):
+    name = "ade20k"
+    label_set = "ade20k"
+    num_classes = 150
+    ignore_index = 255
+
+    def __init__(self, root: str | Path, split: str = "validation", limit: int | None = None,
+                 shard: tuple[int, int] | None = None):
+        root = require_dir(Path(root), "ADE20K root", LAYOUT)
+        if split not in SPLITS:
+            raise DataError(f"ade20k: split {split!r} is not one of {', '.join(SPLITS)}")
+        sub = SPLITS[split]
+        img_dir = require_dir(root / "images" / sub, f"ADE20K images for split {split!r}", LAYOUT)
+        ann_dir = require_dir(root / "annotations" / sub, f"ADE20K annotations for split {split!r}", LAYOUT)
+        pairs, unpaired = pair_by_stem(sorted(img_dir.glob("*.jpg")), sorted(ann_dir.glob("*.png")),
+                                       lambda p: p.stem, lambda p: p.stem)
+        if not pairs and not unpaired:
+            raise DataError(f"{img_dir}: no images found. Expected layout:\n{LAYOUT}", path=str(img_dir))
+        super().__init__(root, select(pairs, limit, shard), unpaired)
+        info = root / "objectInfo150.txt"
+        self.class_names = read_object_info(info) if info.is_file() else list(ADE20K_CLASSES)
+        self.palette = generated_palette(150)
+
+    def convert_label(self, raw: np.ndarray) -> np.ndarray:
+        return reduce_zero_label(raw, self.ignore_index)

@@ -1,0 +1,73 @@
+"""Cityscapes (fine annotations) with labelIds mapped to the 19 train ids; everything else -> 255.
+
+Layout::
+
+    cityscapes/
+      leftImg8bit/{train,val,test}/{city}/{city}_{seq}_{frame}_leftImg8bit.png
+      gtFine/{train,val,test}/{city}/{city}_{seq}_{frame}_gtFine_labelIds.png
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from harness.data.files import PairedFilesDataset, pair_by_stem, require_dir, select
+from harness.errors import DataError
+
+LAYOUT = """  cityscapes/
+    leftImg8bit/{split}/{city}/*_leftImg8bit.png
+    gtFine/{split}/{city}/*_gtFine_labelIds.png"""
+SPLITS = {"validation": "val", "val": "val", "train": "train", "training": "train", "test": "test"}
+
+CLASSES = ["road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+           "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle",
+           "bicycle"]
+PALETTE = np.array([
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
+    (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32)],
+    dtype=np.uint8)
+# labelId -> trainId for the 19 evaluated classes (the official label table)
+LABEL_TO_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
+                  26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+
+
+def label_ids_to_train_ids(raw: np.ndarray, ignore_index: int = 255) -> np.ndarray:
+    """Map Cityscapes labelIds to train ids 0..18; every other id becomes ``ignore_index``."""
+    lut = np.full(256, ignore_index, dtype=np.int64)
+    for k, v in LABEL_TO_TRAIN.items():
+        lut[k] = v
+    if raw.min() < 0 or raw.max() > 255:
+        raise DataError(f"labelIds outside 0..255 (min {raw.min()}, max {raw.max()})")
+    return lut[raw]
+
+
+class CityscapesDataset(PairedFilesDataset):
+    name = "cityscapes"
+    label_set = "cityscapes"
+    num_classes = 19
+    ignore_index = 255
+    class_names = CLASSES
+    palette = PALETTE
+
+    def __init__(self, root: str | Path, split: str = "validation", limit: int | None = None,
+                 shard: tuple[int, int] | None = None):
+        root = require_dir(Path(root), "Cityscapes root", LAYOUT)
+        if split not in SPLITS:
+            raise DataError(f"cityscapes: split {split!r} is not one of {', '.join(SPLITS)}")
+        sub = SPLITS[split]
+        img_dir = require_dir(root / "leftImg8bit" / sub, f"Cityscapes images for split {split!r}", LAYOUT)
+        gt_dir = require_dir(root / "gtFine" / sub, f"Cityscapes gtFine labels for split {split!r}", LAYOUT)
+        images = sorted(img_dir.glob("*/*_leftImg8bit.png"))
+        labels = sorted(gt_dir.glob("*/*_gtFine_labelIds.png"))
+        pairs, unpaired = pair_by_stem(images, labels, lambda p: p.name[: -len("_leftImg8bit.png")],
+                                       lambda p: p.name[: -len("_gtFine_labelIds.png")])
+        if not pairs and not unpaired:
+            raise DataError(f"{img_dir}: no *_leftImg8bit.png images found. Expected layout:\n{LAYOUT}",
+                            path=str(img_dir))
+        super().__init__(root, select(pairs, limit, shard), unpaired)
+
+    def convert_label(self, raw: np.ndarray) -> np.ndarray:
+        return label_ids_to_train_ids(raw, self.ignore_index)

@@ -1,0 +1,152 @@
+"""Datasets made of (image file, label file) pairs, with the checks every real layout needs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from harness.data.base import Sample, SegmentationDataset
+from harness.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def select(items: list, limit: int | None, shard: tuple[int, int] | None) -> list:
+    """The first ``limit`` items (sorted order), then every n-th from k for ``shard=(k, n)``."""
+    if limit is not None:
+        items = items[:limit]
+    if shard is not None:
+        k, n = shard
+        if not (isinstance(n, int) and n >= 1 and isinstance(k, int) and 0 <= k < n):
+            raise DataError(f"shard {shard!r}: expected (k, n) with 0 <= k < n")
+        items = items[k::n]
+    return items
+
+
+def read_image(path: Path, sample_id: str) -> Image.Image:
+    """Decode an image fully as RGB; a missing, unreadable or truncated file is a DataError naming it."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.convert("RGB")
+    except FileNotFoundError:
+        raise DataError(f"{path}: image file is missing", path=str(path), sample_id=sample_id) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: unreadable or truncated image ({e})", path=str(path), sample_id=sample_id) from e
+
+
+def read_label(path: Path, sample_id: str) -> np.ndarray:
+    """Decode a label PNG to its raw index values (palette indices for mode P), as a 2-D array."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L", "1"):
+                raise DataError(f"{path}: label image has mode {im.mode}; expected a single-channel "
+                                "index image (L, P or I)", path=str(path), sample_id=sample_id)
+            arr = np.asarray(im)
+    except FileNotFoundError:
+        raise DataError(f"{path}: label file is missing", path=str(path), sample_id=sample_id) from None
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{path}: unreadable or truncated label ({e})", path=str(path), sample_id=sample_id) from e
+    if arr.ndim != 2:
+        raise DataError(f"{path}: label has shape {arr.shape}; expected (H, W)", path=str(path), sample_id=sample_id)
+    return arr.astype(np.int64)
+
+
+class PairedFilesDataset(SegmentationDataset):
+    """A dataset listed as (image path, label path, id) triples under ``root``.
+
+    Subclasses implement ``convert_label(raw) -> labels in 0..C-1 or ignore_index``.
+    ``unpaired`` lists images without a label and labels without an image, found at listing.
+    """
+
+    def __init__(self, root: Path, pairs: list[tuple[Path, Path, str]], unpaired: list[dict] | None = None):
+        self.root = Path(root)
+        self.pairs = pairs
+        self.unpaired = unpaired or []
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def sample_id(self, index: int) -> str:
+        return self.pairs[index][2]
+
+    def convert_label(self, raw: np.ndarray) -> np.ndarray:
+        return raw
+
+    def load(self, index: int) -> Sample:
+        image_path, label_path, sid = self.pairs[index]
+        image = read_image(image_path, sid)
+        label = self.convert_label(read_label(label_path, sid))
+        check_sample(image, label, self.num_classes, self.ignore_index, label_path, sid)
+        return Sample(image=image, label=label, id=sid)
+
+    def files(self) -> list[str]:
+        out = []
+        for image_path, label_path, _ in self.pairs:
+            out.append(_rel(image_path, self.root))
+            out.append(_rel(label_path, self.root))
+        return out
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def check_sample(image: Image.Image, label: np.ndarray, num_classes: int, ignore_index: int, label_path,
+                 sample_id: str) -> None:
+    """Label size must equal the image's; label values must be classes or the ignore index."""
+    if label.shape != (image.height, image.width):
+        raise DataError(f"{label_path}: label is {label.shape[1]}x{label.shape[0]} but its image is "
+                        f"{image.width}x{image.height} (width x height)", path=str(label_path), sample_id=sample_id)
+    bad = (label < 0) | ((label >= num_classes) & (label != ignore_index))
+    if bad.any():
+        values = sorted({int(v) for v in np.unique(label[bad])})[:10]
+        raise DataError(f"{label_path}: label values {values} are outside 0..{num_classes - 1} and not the "
+                        f"ignore index {ignore_index}", path=str(label_path), sample_id=sample_id)
+
+
+def pair_by_stem(images: list[Path], labels: list[Path], image_key: Callable[[Path], str],
+                 label_key: Callable[[Path], str]) -> tuple[list[tuple[Path, Path, str]], list[dict]]:
+    """Pair images and labels by key; return sorted pairs and the unpaired files (as skip records)."""
+    imap = {image_key(p): p for p in images}
+    lmap = {label_key(p): p for p in labels}
+    pairs = [(imap[k], lmap[k], k) for k in sorted(imap.keys() & lmap.keys())]
+    unpaired = [{"id": k, "path": str(imap[k]), "reason": "image without label"} for k in sorted(imap.keys() - lmap.keys())]
+    unpaired += [{"id": k, "path": str(lmap[k]), "reason": "label without image"} for k in sorted(lmap.keys() - imap.keys())]
+    return pairs, unpaired
+
+
+def require_dir(path: Path, what: str, layout: str) -> Path:
+    """``path`` must be a directory; otherwise a DataError that shows the expected layout."""
+    if not Path(path).is_dir():
+        raise DataError(f"{path}: {what} not found. Expected layout:\n{layout}", path=str(path))
+    return Path(path)
+
+
+def voc_palette(n: int = 256) -> np.ndarray:
+    """The Pascal VOC colour map (bit-interleaved), (n, 3) uint8."""
+    pal = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal[i] = (r, g, b)
+    return pal
+
+
+def generated_palette(n: int, seed: int = 7) -> np.ndarray:
+    """A deterministic palette of ``n`` well-spread colours, (n, 3) uint8."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(30, 256, size=(n, 3), dtype=np.uint8)

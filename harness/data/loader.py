@@ -1,0 +1,101 @@
+"""Batches for evaluation: decoding (and the model's preprocessing) in DataLoader workers.
+
+A broken sample either stops the run with a DataError naming the file
+(``on_bad_sample="error"``) or is skipped and recorded in ``Batch.skipped``
+(``on_bad_sample="skip"``), never dropped silently. Order is the dataset's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from harness.data.base import SegmentationDataset
+from harness.errors import DataError
+
+POLICIES = ("error", "skip")
+
+
+@dataclass
+class Batch:
+    """One batch. ``pixel_values`` when a preprocess function was given, else ``images``."""
+
+    pixel_values: torch.Tensor | None
+    images: list[Image.Image] | None
+    labels: list[np.ndarray]
+    ids: list[str]
+    sizes: list[tuple[int, int]]
+    skipped: list[dict] = field(default_factory=list)
+
+    def pin_memory(self) -> Batch:
+        if self.pixel_values is not None:
+            self.pixel_values = self.pixel_values.pin_memory()
+        return self
+
+
+class _Items(torch.utils.data.Dataset):
+    """Wraps a dataset so workers return either a decoded (and preprocessed) sample or an error record."""
+
+    def __init__(self, dataset: SegmentationDataset, preprocess, policy: str):
+        self.dataset, self.preprocess, self.policy = dataset, preprocess, policy
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        try:
+            s = self.dataset.load(i)
+        except DataError as e:
+            if self.policy == "error":
+                raise
+            return {"skip": {"id": e.sample_id or self.dataset.sample_id(i), "path": e.path, "reason": str(e)}}
+        px = self.preprocess([s.image]) if self.preprocess is not None else None
+        return {"sample": s, "pixel_values": px}
+
+
+def _collate(items: list[dict]) -> Batch:
+    good = [it for it in items if "sample" in it]
+    px = [it["pixel_values"] for it in good]
+    return Batch(
+        pixel_values=torch.cat(px) if good and px[0] is not None else None,
+        images=[it["sample"].image for it in good] if good and px[0] is None else None,
+        labels=[it["sample"].label for it in good],
+        ids=[it["sample"].id for it in good],
+        sizes=[(it["sample"].image.height, it["sample"].image.width) for it in good],
+        skipped=[it["skip"] for it in items if "skip" in it],
+    )
+
+
+def make_loader(dataset: SegmentationDataset, batch_size: int = 1, num_workers: int = 0,
+                preprocess: Callable[[list[Image.Image]], torch.Tensor] | None = None,
+                on_bad_sample: str = "error") -> Iterator[Batch]:
+    """Iterate over ``dataset`` in batches; see the module docstring for the bad-sample policy.
+
+    Samples found broken while listing the dataset (``dataset.unpaired``: an image without a
+    label or the reverse) are raised at once under "error" and reported in the first batch
+    under "skip".
+    """
+    if on_bad_sample not in POLICIES:
+        raise ValueError(f"on_bad_sample {on_bad_sample!r} is not one of {', '.join(POLICIES)}")
+    unpaired = list(getattr(dataset, "unpaired", []) or [])
+    if unpaired and on_bad_sample == "error":
+        first = unpaired[0]
+        raise DataError(f"{first['path']}: {first['reason']}" + (f" (and {len(unpaired) - 1} more)" if len(unpaired) > 1 else "")
+                        + "; set measure.on_bad_sample: skip to evaluate the rest", path=first["path"],
+                        sample_id=first["id"])
+    loader = torch.utils.data.DataLoader(
+        _Items(dataset, preprocess, on_bad_sample), batch_size=batch_size, shuffle=False,
+        num_workers=num_workers, collate_fn=_collate, pin_memory=torch.cuda.is_available() and preprocess is not None,
+        persistent_workers=False)
+    first = True
+    for batch in loader:
+        if first and unpaired:
+            batch.skipped = unpaired + batch.skipped
+        first = False
+        yield batch
+    if first and unpaired:  # an empty dataset still reports what it skipped
+        yield Batch(None, None, [], [], [], skipped=unpaired)

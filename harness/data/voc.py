@@ -1,0 +1,54 @@
+"""Pascal VOC 2012 segmentation: palette PNG labels (index = class, 255 = boundary, ignored).
+
+Layout::
+
+    VOCdevkit/VOC2012/
+      JPEGImages/*.jpg
+      SegmentationClass/*.png          mode P, VOC palette
+      ImageSets/Segmentation/{train,val,trainval}.txt
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.data.files import PairedFilesDataset, require_dir, select, voc_palette
+from harness.errors import DataError
+
+LAYOUT = """  VOCdevkit/VOC2012/
+    JPEGImages/*.jpg
+    SegmentationClass/*.png   (mode P; index = class, 255 = boundary)
+    ImageSets/Segmentation/{split}.txt"""
+SPLITS = {"validation": "val", "val": "val", "train": "train", "training": "train", "trainval": "trainval"}
+CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+           "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
+           "tvmonitor"]
+
+
+class VOCDataset(PairedFilesDataset):
+    name = "voc"
+    label_set = "voc"
+    num_classes = 21
+    ignore_index = 255
+    class_names = CLASSES
+
+    def __init__(self, root: str | Path, split: str = "validation", limit: int | None = None,
+                 shard: tuple[int, int] | None = None):
+        root = require_dir(Path(root), "VOC2012 root", LAYOUT)
+        if split not in SPLITS:
+            raise DataError(f"voc: split {split!r} is not one of {', '.join(SPLITS)}")
+        split_file = root / "ImageSets" / "Segmentation" / f"{SPLITS[split]}.txt"
+        if not split_file.is_file():
+            raise DataError(f"{split_file}: split file not found. Expected layout:\n{LAYOUT}", path=str(split_file))
+        ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        pairs, unpaired = [], []
+        for sid in ids:
+            img, lab = root / "JPEGImages" / f"{sid}.jpg", root / "SegmentationClass" / f"{sid}.png"
+            if img.is_file() and lab.is_file():
+                pairs.append((img, lab, sid))
+            else:
+                missing = img if not img.is_file() else lab
+                reason = "image missing" if not img.is_file() else "label missing"
+                unpaired.append({"id": sid, "path": str(missing), "reason": f"{reason} (listed in {split_file.name})"})
+        super().__init__(root, select(pairs, limit, shard), unpaired)
+        self.palette = voc_palette(256)[:21]
