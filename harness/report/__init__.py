@@ -1,0 +1,1 @@
+"""Views of results: the HTML report, paper tables, the regression comparison."""
