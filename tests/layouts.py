@@ -35,3 +35,55 @@ def write_ade20k(root: Path, n: int = 3, split: str = "validation", seed: int = 
         values = [int(v) for v in rng.choice(np.arange(0, 151), size=4, replace=False)]
         Image.fromarray(_regions(rng, h, w, values), mode="L").save(root / "annotations" / split / f"{stem}.png")
     return root
+
+
+def write_cityscapes(root: Path, split: str = "val", cities=("frankfurt", "lindau"), per_city: int = 2,
+                     seed: int = 0) -> Path:
+    """leftImg8bit/{split}/{city}/*_leftImg8bit.png + gtFine/{split}/{city}/*_gtFine_labelIds.png (mode L)."""
+    rng = np.random.default_rng(seed)
+    root = Path(root) / "cityscapes"
+    for city in cities:
+        (root / "leftImg8bit" / split / city).mkdir(parents=True, exist_ok=True)
+        (root / "gtFine" / split / city).mkdir(parents=True, exist_ok=True)
+        for i in range(per_city):
+            stem = f"{city}_000000_{i:06d}"
+            _image(rng, 32, 64).save(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png")
+            ids = [int(v) for v in rng.choice([0, 1, 4, 7, 8, 11, 21, 23, 24, 26, 33], size=4, replace=False)]
+            Image.fromarray(_regions(rng, 32, 64, ids), mode="L").save(
+                root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png")
+    return root
+
+
+def write_voc(root: Path, n: int = 3, split: str = "val", seed: int = 0) -> Path:
+    """VOCdevkit/VOC2012 with JPEGImages, SegmentationClass (mode P, VOC palette, 255 borders) and the split file."""
+    from harness.data.files import voc_palette
+
+    rng = np.random.default_rng(seed)
+    root = Path(root) / "VOCdevkit" / "VOC2012"
+    for d in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    ids = [f"2007_{i:06d}" for i in range(n)]
+    pal = voc_palette(256).flatten().tolist()
+    for sid in ids:
+        _image(rng, 40, 50).save(root / "JPEGImages" / f"{sid}.jpg", quality=95)
+        lab = _regions(rng, 40, 50, [0] + [int(v) for v in rng.choice(np.arange(1, 21), size=2, replace=False)])
+        lab[::7, :] = 255  # boundary pixels
+        im = Image.fromarray(lab, mode="P")
+        im.putpalette(pal)
+        im.save(root / "SegmentationClass" / f"{sid}.png")
+    (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def write_folder(root: Path, n: int = 3, classes=("sky", "road", "car"), seed: int = 0, mask_suffix: str = "") -> Path:
+    """images/NAME.png + masks/NAME{suffix}.png + classes.txt."""
+    rng = np.random.default_rng(seed)
+    root = Path(root) / "mydata"
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    (root / "classes.txt").write_text("\n".join(classes) + "\n")
+    for i in range(n):
+        _image(rng, 30, 40).save(root / "images" / f"img{i}.png")
+        Image.fromarray(_regions(rng, 30, 40, list(range(len(classes)))), mode="L").save(
+            root / "masks" / f"img{i}{mask_suffix}.png")
+    return root
