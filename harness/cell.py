@@ -305,9 +305,10 @@ def run_cell(cell: Cell, run_dir: Path, load_model=None, load_dataset=None) -> d
         result.update(family=model.family, weights=model.weights, params=model.params(),
                       input_size=list(model.input_size))
         result["memory_mib"]["weights"] = model.weight_bytes() / MIB
-        for key in ("parity", "protocol_note"):
-            if getattr(model, key, None) is not None:
-                result[key] = getattr(model, key)
+        if getattr(model, "parity", None) is not None:
+            result["parity"] = model.parity
+        if getattr(model, "protocol_note", None) is not None:  # the runtime's own protocol (e.g. letterbox)
+            result["protocol"] = {**cell.protocol, **model.protocol_note}
         dataset = load_dataset(cell.dataset, root=cell.dataset_root, split=cell.dataset_split,
                                limit=cell.dataset_limit, **cell.dataset_options)
         result["data"] = {"num_samples": len(dataset), "digest": dataset.digest(), "files": dataset.files(),

@@ -19,7 +19,8 @@ LAYOUT = """  VOCdevkit/VOC2012/
     JPEGImages/*.jpg
     SegmentationClass/*.png   (mode P; index = class, 255 = boundary)
     ImageSets/Segmentation/{split}.txt"""
-SPLITS = {"validation": "val", "val": "val", "train": "train", "training": "train", "trainval": "trainval"}
+SPLITS = {"validation": "val", "val": "val", "train": "train", "training": "train", "trainval": "trainval",
+          "all": "all"}
 CLASSES = ["background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
            "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train",
            "tvmonitor"]
@@ -37,10 +38,16 @@ class VOCDataset(PairedFilesDataset):
         root = require_dir(Path(root), "VOC2012 root", LAYOUT)
         if split not in SPLITS:
             raise DataError(f"voc: split {split!r} is not one of {', '.join(SPLITS)}")
-        split_file = root / "ImageSets" / "Segmentation" / f"{SPLITS[split]}.txt"
-        if not split_file.is_file():
-            raise DataError(f"{split_file}: split file not found. Expected layout:\n{LAYOUT}", path=str(split_file))
-        ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+        if SPLITS[split] == "all":  # every annotated image, for copies without ImageSets
+            split_file = root / "SegmentationClass"
+            require_dir(split_file, "VOC SegmentationClass folder", LAYOUT)
+            ids = sorted(p.stem for p in split_file.glob("*.png"))
+        else:
+            split_file = root / "ImageSets" / "Segmentation" / f"{SPLITS[split]}.txt"
+            if not split_file.is_file():
+                raise DataError(f"{split_file}: split file not found (use split: all to take every annotated "
+                                f"image). Expected layout:\n{LAYOUT}", path=str(split_file))
+            ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
         pairs, unpaired = [], []
         for sid in ids:
             img, lab = root / "JPEGImages" / f"{sid}.jpg", root / "SegmentationClass" / f"{sid}.png"

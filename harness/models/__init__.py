@@ -92,7 +92,7 @@ def load_model(name_or_path: str, weights: str | None = None, device: str = "cpu
     if str(name_or_path).endswith(".tflite") or runtime == "litert" or str(name_or_path).endswith("-litert"):
         from harness.models.litert import load_litert_model
 
-        return load_litert_model(name_or_path, device=device, precision=precision, **options)
+        return load_litert_model(name_or_path, device=device, precision=precision, weights=weights, **options)
     if options:
         raise ConfigError(f"model {name_or_path!r}: unknown option(s) {', '.join(sorted(options))}")
     spec = MODELS.get(name_or_path)

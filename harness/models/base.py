@@ -110,14 +110,14 @@ class SegmentationModel:
         """Outputs of :meth:`forward` -> one int64 label map per image at its (H, W) in ``sizes``.
 
         Logits are resized in float32 with ``self.upsample`` (align_corners=False) and then
-        argmax'd; label maps are resized with nearest-neighbour.
+        argmax'd; label maps are resized with nearest-neighbour (pixel centres, as PIL does).
         """
         maps = []
         for i, (h, w) in enumerate(sizes):
             out = outputs[i : i + 1]
             if self.output_kind == "labels":
                 lab = out.unsqueeze(1).float()
-                lab = torch.nn.functional.interpolate(lab, size=(h, w), mode="nearest")
+                lab = torch.nn.functional.interpolate(lab, size=(h, w), mode="nearest-exact")
                 maps.append(lab[0, 0].long())
             else:
                 logits = torch.nn.functional.interpolate(

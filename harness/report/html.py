@@ -159,7 +159,7 @@ def render(runs: list[Run], plotly_js: str) -> str:
     rows = all_rows(runs)
     pairs = [(r, c) for r, c in zip(rows, _cells_in_row_order(runs, rows), strict=True)]
     charts = [plots.accuracy_vs_latency(rows), plots.latency_by_model(rows), plots.memory_by_model(rows),
-              plots.throughput_vs_batch(rows), plots.speedup_over_fp32(rows), plots.iou_heatmap(pairs)]
+              plots.throughput_vs_batch(rows), plots.speedup_over_fp32(rows), *plots.iou_heatmaps(pairs)]
     chart_html = []
     for i, spec in enumerate(s for s in charts if s):
         chart_html.append(f'<div class="chart" id="chart{i}" data-spec="spec{i}"></div>{_json_script(spec, f"spec{i}")}')

@@ -88,16 +88,21 @@ def speedup_over_fp32(rows: list[dict]) -> dict | None:
                                             barmode="group")}
 
 
-def iou_heatmap(runs_cells: list[tuple[dict, dict]]) -> dict | None:
-    """Models x classes heatmap of per-class IoU (%), from cells that carry IoU and class names."""
-    cells = [(row, cell) for row, cell in runs_cells if row["status"] == "ok" and (cell.get("metrics") or {}).get("IoU")]
-    if not cells:
-        return None
-    names = cells[0][1].get("class_names") or [str(i) for i in range(len(cells[0][1]["metrics"]["IoU"]))]
-    cells = [(r, c) for r, c in cells if len(c["metrics"]["IoU"]) == len(names)]
-    z = [[None if v is None else 100 * v for v in c["metrics"]["IoU"]] for _, c in cells]
-    y = [f"{r['model']} · {r['precision']} · {r['dataset']}" for r, _ in cells]
-    return {"data": [{"type": "heatmap", "z": z, "x": names, "y": y, "colorscale": "Viridis",
-                      "colorbar": {"title": {"text": "IoU (%)"}}, "hoverongaps": False}],
-            "layout": _layout("Per-class IoU", "class", "", height=max(300, 60 + 28 * len(y)),
-                              margin={"t": 50, "l": 260, "r": 20, "b": 140})}
+def iou_heatmaps(runs_cells: list[tuple[dict, dict]]) -> list[dict]:
+    """One models x classes heatmap of per-class IoU (%) per dataset, from cells that carry IoU."""
+    by_dataset: dict[str, list] = defaultdict(list)
+    for row, cell in runs_cells:
+        if row["status"] == "ok" and (cell.get("metrics") or {}).get("IoU"):
+            by_dataset[str(row["dataset"])].append((row, cell))
+    specs = []
+    for dataset, cells in by_dataset.items():
+        n = len(cells[0][1]["metrics"]["IoU"])
+        names = cells[0][1].get("class_names") or [str(i) for i in range(n)]
+        cells = [(r, c) for r, c in cells if len(c["metrics"]["IoU"]) == len(names)]
+        z = [[None if v is None else 100 * v for v in c["metrics"]["IoU"]] for _, c in cells]
+        y = [f"{r['model']} · {r['precision']}" for r, _ in cells]
+        specs.append({"data": [{"type": "heatmap", "z": z, "x": names, "y": y, "colorscale": "Viridis",
+                                "colorbar": {"title": {"text": "IoU (%)"}}, "hoverongaps": False}],
+                      "layout": _layout(f"Per-class IoU on {dataset}", "class", "", height=max(300, 160 + 28 * len(y)),
+                                        margin={"t": 50, "l": 260, "r": 20, "b": 140})})
+    return specs
