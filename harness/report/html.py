@@ -70,8 +70,21 @@ JS = """
 """
 
 
+def _plot_safe(obj):
+    """Entity-escape every string of a chart spec: plotly renders a subset of HTML tags in labels,
+    and decodes entities, so names show verbatim and no tag from a name is ever interpreted."""
+    if isinstance(obj, str):
+        return E(obj, quote=False)
+    if isinstance(obj, list):
+        return [_plot_safe(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _plot_safe(v) for k, v in obj.items()}
+    return obj
+
+
 def _json_script(obj, element_id: str) -> str:
-    text = json.dumps(obj, allow_nan=False, default=str).replace("</", "<\\/")
+    text = json.dumps(_plot_safe(obj), allow_nan=False, default=str)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return f'<script type="application/json" id="{E(element_id)}">{text}</script>'
 
 
