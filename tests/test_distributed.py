@@ -1,0 +1,55 @@
+"""torchrun with 2 CPU processes (gloo): the data is split across ranks without duplicates or drops,
+confusion matrices are all-reduced, and the results equal a single-process run on the same data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from layouts import write_ade20k
+from tiny_models import save_tiny_segformer
+
+from harness.results import load_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _suite(tmp: Path, model: Path, ade: Path) -> Path:
+    data = {"name": "dist", "models": [{"name": str(model), "label": "tiny"}],
+            "datasets": [{"name": "ade20k", "root": str(ade)}],
+            "measure": {"warmup": 0, "iters": 2, "stages": False, "flops": False, "samples": 0}}
+    p = tmp / "suite.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not available")
+def test_two_ranks_equal_one_process_on_an_uneven_split(tmp_path):
+    model = save_tiny_segformer(tmp_path / "m")
+    ade = write_ade20k(tmp_path / "data", n=5)  # 5 images over 2 ranks: 3 + 2
+    suite = _suite(tmp_path, model, ade)
+    single = subprocess.run([sys.executable, "-m", "harness", "run", str(suite), "--out", str(tmp_path / "single")],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    dist = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "harness", "run", str(suite), "--out", str(tmp_path / "dist")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert dist.returncode == 0, dist.stderr[-3000:]
+    one = next(iter(load_run(next((tmp_path / "single").iterdir())).cells.values()))
+    two_run = load_run(next((tmp_path / "dist").iterdir()))
+    assert len(list((tmp_path / "dist").iterdir())) == 1  # rank 0 alone created the run directory
+    two = next(iter(two_run.cells.values()))
+    assert two["world_size"] == 2 and two["distributed"]["world_size"] == 2
+    assert "rank 0 only" in two["distributed"]["latency"]
+    assert two["metrics"]["num_images"] == one["metrics"]["num_images"] == 5
+    for k in ("mIoU", "aAcc", "mAcc"):
+        assert two["metrics"][k] == one["metrics"][k]
+    assert np.array_equal(np.array(two["metrics"]["IoU"], dtype=float), np.array(one["metrics"]["IoU"], dtype=float),
+                          equal_nan=True)
+    assert two["data"]["digest"] == one["data"]["digest"]
+    assert two["latency_ms"]["n"] == 2
