@@ -179,14 +179,27 @@ def _safe_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)[:64]
 
 
-def latency_inputs(model, dataset, batch_size: int, count: int = 4) -> list[torch.Tensor]:
+def timing_samples(dataset, count: int, policy: str = "error") -> list:
+    """The first ``count`` decodable samples (broken ones skipped under policy "skip")."""
+    from harness.errors import DataError
+
+    out = []
+    for i in range(len(dataset)):
+        if len(out) >= count:
+            break
+        try:
+            out.append(dataset.load(i))
+        except DataError:
+            if policy != "skip":
+                raise
+    if not out:
+        raise SegbenchError(f"dataset {dataset.name!r} has no readable sample to time the model on")
+    return out
+
+
+def latency_inputs(model, dataset, batch_size: int, count: int = 4, policy: str = "error") -> list[torch.Tensor]:
     """Up to ``count`` distinct batches of real preprocessed dataset images, already on the device."""
-    n = len(dataset)
-    if n == 0:
-        raise SegbenchError(f"dataset {dataset.name!r} has no samples to time the model on")
-    singles = []
-    for i in range(min(n, max(count, batch_size))):
-        singles.append(model.preprocess([dataset.load(i).image]))
+    singles = [model.preprocess([s.image]) for s in timing_samples(dataset, max(count, batch_size), policy)]
     batches = []
     for b in range(count):
         idx = [(b * batch_size + j) % len(singles) for j in range(batch_size)]
@@ -201,8 +214,8 @@ def measure_latency(model, dataset, cell: Cell, result: dict) -> None:
     """Model-forward latency (inputs already on the device) and memory peaks of the timed region."""
     from tqdm import tqdm
 
-    inputs = latency_inputs(model, dataset, cell.batch_size)
     m = cell.measure
+    inputs = latency_inputs(model, dataset, cell.batch_size, policy=m["on_bad_sample"])
     mem.reset_cuda_peak(model.device)
     info: dict = {}
     with tqdm(total=m["iters"], desc=f"latency  {cell.cell_id[:40]}", unit="it", leave=False,
@@ -227,8 +240,10 @@ def measure_stages(model, dataset, cell: Cell, result: dict) -> None:
     images to label maps on the host (preprocess + copy + forward + resize/argmax + copy back).
     """
     iters = max(1, min(cell.measure["iters"], 10))
-    n = len(dataset)
-    idx = [j % n for j in range(cell.batch_size)]
+    good = timing_samples(dataset, cell.batch_size, cell.measure["on_bad_sample"])
+    ids = {s.id for s in good}
+    idx = [i for i in range(len(dataset)) if dataset.sample_id(i) in ids]
+    idx = [idx[j % len(idx)] for j in range(cell.batch_size)]
     decode = lat.time_iterations(lambda _: [dataset.load(i) for i in idx], [0], warmup=0, iters=iters)
     samples = [dataset.load(i) for i in idx]
     images = [s.image for s in samples]
@@ -316,7 +331,7 @@ def run_cell(cell: Cell, run_dir: Path, load_model=None, load_dataset=None) -> d
         result["class_names"] = list(dataset.class_names)
         if getattr(dataset, "palette", None) is not None:
             result["palette"] = np.asarray(dataset.palette).tolist()
-        first = latency_inputs(model, dataset, cell.batch_size, count=1)[0]
+        first = latency_inputs(model, dataset, cell.batch_size, count=1, policy=cell.measure["on_bad_sample"])[0]
         t0 = time.perf_counter()
         model.forward(first)
         lat._sync(model.device)
@@ -360,9 +375,52 @@ def run_cell(cell: Cell, run_dir: Path, load_model=None, load_dataset=None) -> d
     return result
 
 
+class _QuietStream:
+    """Standard error that never fails a measurement: writes after the reader went away are dropped."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except (BrokenPipeError, OSError, ValueError):
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _die_with_parent() -> None:
+    """Linux: ask for SIGKILL when the runner dies, so no orphan keeps measuring beside a resumed run."""
+    import os
+    import signal
+
+    parent = os.environ.get("SEGBENCH_PARENT_PID")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        return
+    if os.getppid() != int(parent):  # the runner died before we asked
+        os._exit(1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry of the per-cell process: cell JSON on stdin, result to RUN_DIR/cells/<cell_id>.json."""
     faulthandler.enable()
+    _die_with_parent()
+    sys.stderr = _QuietStream(sys.stderr)
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m harness.worker RUN_DIR < cell.json", file=sys.stderr)

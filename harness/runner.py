@@ -21,7 +21,7 @@ from pathlib import Path
 from harness.cell import base_result
 from harness.errors import ConfigError
 from harness.measure.env import comparable_keys, fingerprint
-from harness.results import SCHEMA_VERSION, cell_path, load_run, write_json_atomic
+from harness.results import SCHEMA_VERSION, ResultsError, cell_path, read_json, write_json_atomic
 from harness.suite import Cell, Suite, load_suite
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
@@ -132,6 +132,7 @@ class _Tee(threading.Thread):
 
 def _child_env() -> dict:
     env = dict(os.environ)
+    env["SEGBENCH_PARENT_PID"] = str(os.getpid())
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
     return env
 
@@ -279,7 +280,7 @@ def run_suite(path: str | Path, out_dir: str | Path = "results", resume: str | P
     shard_t = parse_shard(shard)
     if resume is not None:
         run_dir = Path(resume)
-        meta = load_run(run_dir).meta
+        meta = read_json(run_dir / "run.json")
         _check_resumable(meta, suite, force)
         specs = meta.get("cell_specs") or {}
         cells = [Cell.from_dict(specs[c]) for c in meta["cells"] if c in specs]
@@ -293,10 +294,11 @@ def run_suite(path: str | Path, out_dir: str | Path = "results", resume: str | P
         p = cell_path(run_dir, c.cell_id)
         if p.exists():
             try:
-                summary.statuses[c.cell_id] = json.loads(p.read_text())["status"]
+                summary.statuses[c.cell_id] = read_json(p)["status"]
                 continue
-            except (OSError, ValueError, KeyError):
-                pass  # unreadable: measure again
+            except (ResultsError, KeyError) as e:  # damaged or foreign: measure again
+                if echo:
+                    print(f"segbench: {p.name}: {e}; measuring this cell again", file=sys.stderr)
         todo.append(c)
     if echo:
         print(f"segbench: {len(cells)} cells in {run_dir} ({len(cells) - len(todo)} already done)",
