@@ -23,7 +23,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{len(cells)} cells", file=sys.stderr)
         return 0
     summary = run_suite(args.suite, out_dir=args.out, resume=args.resume, force=args.force,
-                        shard=args.shard, argv=["segbench", *sys.argv[1:]])
+                        shard=args.shard, argv=["segbench", *sys.argv[1:]], available_only=args.available_only)
     print(f"results: {summary.run_dir}")
     if summary.interrupted:
         print(f"segbench: interrupted; finished cells are kept. Resume with: segbench run {args.suite} "
@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="RUN_DIR", help="finish the missing cells of an earlier run")
     r.add_argument("--force", action="store_true", help="resume even if the suite or environment changed")
     r.add_argument("--shard", metavar="K/N", help="run only the K-th of N deterministic shares of the cells")
+    r.add_argument("--available-only", action="store_true",
+                   help="run the cells whose weights and data are present; record the others as skipped")
     r.add_argument("--report", action="store_true", help="write an HTML report when the run ends")
     r.add_argument("--report-dir", default="reports", help="where --report writes (default: reports)")
     r.set_defaults(func=_cmd_run)

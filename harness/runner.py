@@ -10,6 +10,7 @@ import collections
 import datetime as _dt
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import preflight
 from harness.cell import base_result
 from harness.errors import ConfigError
 from harness.measure.env import comparable_keys, fingerprint
@@ -236,6 +238,9 @@ def run_suite_distributed(suite: Suite, out_dir: Path, shard_t, argv: list[str],
 
     info = distributed.current()
     cells = select_cells(suite, shard_t)
+    blocked = preflight.check(cells)
+    if blocked:
+        raise ConfigError(preflight.summary(blocked))
     run_dir = None
     if info.is_main:
         run_dir = _new_run_dir(out_dir, suite.name)
@@ -258,11 +263,13 @@ def run_suite_distributed(suite: Suite, out_dir: Path, shard_t, argv: list[str],
 
 def run_suite(path: str | Path, out_dir: str | Path = "results", resume: str | Path | None = None,
               force: bool = False, shard: str | None = None, argv: list[str] | None = None,
-              echo: bool = True) -> RunSummary:
+              echo: bool = True, available_only: bool = False) -> RunSummary:
     """Run every cell of the suite at ``path`` (or finish run ``resume``); returns a :class:`RunSummary`.
 
     Launched under torchrun (WORLD_SIZE > 1), accuracy cells split their data across ranks
     (see :mod:`harness.distributed`); otherwise each cell runs in a fresh process.
+    Missing weights or data stop the run before it starts, with one message listing all of
+    them; with ``available_only`` the cells that cannot run are recorded as skipped instead.
     """
     from tqdm import tqdm
 
@@ -289,8 +296,19 @@ def run_suite(path: str | Path, out_dir: str | Path = "results", resume: str | P
         run_dir = _new_run_dir(Path(out_dir), suite.name)
         write_json_atomic(run_dir / "run.json", _run_meta(suite, run_dir, cells, shard_t, argv or sys.argv))
     summary = RunSummary(run_dir=run_dir)
+    blocked = preflight.check(cells)
+    if blocked and not available_only:
+        if resume is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise ConfigError(preflight.summary(blocked))
     todo = []
     for c in cells:
+        if c.cell_id in blocked and not cell_path(run_dir, c.cell_id).exists():
+            result = base_result(c)
+            result.update(status="skipped", error="not available: " + "; ".join(blocked[c.cell_id]))
+            write_json_atomic(cell_path(run_dir, c.cell_id), result)
+            summary.statuses[c.cell_id] = "skipped"
+            continue
         p = cell_path(run_dir, c.cell_id)
         if p.exists():
             try:

@@ -42,7 +42,7 @@ PROTOCOL_KEYS = ("mode", "upsample", "crop_size", "stride", "scales", "flip", "r
 MEASURE_KEYS = ("warmup", "iters", "min_time_s", "accuracy", "latency", "timeout_s", "samples",
                 "num_workers", "on_bad_sample", "repeat", "flops", "stages", "warmup_cv", "max_warmup",
                 "allow_large")
-FILTER_KEYS = ("model", "dataset", "device", "precision", "amp", "batch_size", "runtime")
+FILTER_KEYS = ("model", "dataset", "device", "precision", "amp", "batch_size", "runtime", "protocol")
 
 DEFAULT_PROTOCOL = {"mode": "whole", "upsample": "bilinear"}
 DEFAULT_MEASURE = {"warmup": 2, "iters": 10, "min_time_s": 0.0, "accuracy": True, "latency": True,
@@ -82,7 +82,8 @@ class Cell:
         readable = "__".join([
             _slug(self.model_label or self.model), _slug(self.dataset), _slug(self.device),
             self.precision + ("" if self.amp == "autocast" else "-cast"), f"b{self.batch_size}",
-        ] + ([self.runtime] if self.runtime != "pytorch" else []))
+        ] + ([self.runtime] if self.runtime != "pytorch" else [])
+          + ([self.protocol["mode"]] if self.protocol.get("mode", "whole") != "whole" else []))
         digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
         return f"{readable}__{digest}"
 
@@ -124,9 +125,9 @@ class Suite:
         d = self.data
         cells: list[Cell] = []
         seen: set[str] = set()
-        for m, ds, dev, prec, amp, bs, rt, var in itertools.product(
+        for m, ds, dev, prec, amp, bs, rt, var, proto in itertools.product(
             d["models"], d["datasets"], d["devices"], d["precisions"], d["amp"], d["batch_sizes"],
-            d["runtimes"], d["variants"],
+            d["runtimes"], d["variants"], d["protocols"],
         ):
             runtime = m.get("runtime") or ("litert" if _is_litert(m["name"]) else rt)
             cell = Cell(
@@ -135,7 +136,7 @@ class Suite:
                 dataset=ds["name"], dataset_root=ds.get("root"), dataset_split=ds["split"],
                 dataset_limit=ds.get("limit"), dataset_options=ds.get("options") or {},
                 device=dev, precision=prec, amp=amp, batch_size=bs, runtime=runtime, variant=var,
-                protocol=dict(d["protocol"]), measure=dict(d["measure"]), seed=d["seed"],
+                protocol=dict(proto), measure=dict(d["measure"]), seed=d["seed"],
             )
             row = _filter_row(cell, m, ds)
             if d["include"] and not any(_matches(row, f) for f in d["include"]):
@@ -161,7 +162,8 @@ def _slug(text: str) -> str:
 def _filter_row(cell: Cell, model: dict, dataset: dict) -> dict:
     return {"model": {model["name"], model.get("label") or model["name"]},
             "dataset": {dataset["name"]}, "device": {cell.device}, "precision": {cell.precision},
-            "amp": {cell.amp}, "batch_size": {str(cell.batch_size)}, "runtime": {cell.runtime}}
+            "amp": {cell.amp}, "batch_size": {str(cell.batch_size)}, "runtime": {cell.runtime},
+            "protocol": {cell.protocol.get("mode", "whole")}}
 
 
 def _matches(row: dict, flt: dict) -> bool:
@@ -308,6 +310,21 @@ def _protocol(v: _Validator, value: Any) -> dict:
     return p
 
 
+def _protocols(v: _Validator, value: Any) -> list[dict]:
+    """``protocol`` is one mapping, or a list of them (an axis: each cell runs under each)."""
+    if isinstance(value, list):
+        if not value:
+            raise v.fail("protocol", "expected a mapping or a non-empty list of mappings")
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(_protocol(v, item))
+            except ConfigError as e:
+                raise ConfigError(str(e).replace(": protocol", f": protocol[{i}]", 1)) from None
+        return out
+    return [_protocol(v, value)]
+
+
 def _measure(v: _Validator, value: Any) -> dict:
     m = dict(DEFAULT_MEASURE)
     if value is None:
@@ -387,7 +404,7 @@ def validate(data: Any, path: Path) -> dict:
         "batch_sizes": v.list_of(data.get("batch_sizes", [1]), "batch_sizes", kind=int),
         "runtimes": v.list_of(data.get("runtimes", ["pytorch"]), "runtimes", allowed=RUNTIMES),
         "variants": _variants(v, data.get("variants")),
-        "protocol": _protocol(v, data.get("protocol")),
+        "protocols": _protocols(v, data.get("protocol")),
         "measure": _measure(v, data.get("measure")),
         "include": _filters(v, data.get("include"), "include"),
         "exclude": _filters(v, data.get("exclude"), "exclude"),

@@ -224,3 +224,14 @@ def test_extends_cycle_is_an_error(tmp_path):
     write(tmp_path, {"extends": "a.yaml"}, "b.yaml")
     with pytest.raises(ConfigError, match="cycle"):
         load_suite(tmp_path / "a.yaml")
+
+
+def test_protocol_list_is_an_axis(tmp_path):
+    s = with_(protocol=[{"mode": "whole"}, {"mode": "multiscale", "scales": [0.5, 1.0], "flip": True}],
+              include=[{"protocol": "multiscale", "precision": "fp32", "batch_size": 1}, {"protocol": "whole"}])
+    cells = load_suite(write(tmp_path, s)).cells()
+    modes = [c.protocol["mode"] for c in cells]
+    assert modes.count("multiscale") == 2 and modes.count("whole") == 8
+    assert all("multiscale" in c.cell_id for c in cells if c.protocol["mode"] == "multiscale")
+    with pytest.raises(ConfigError, match=r"protocol\[1\].mode"):
+        load_suite(write(tmp_path, with_(protocol=[{"mode": "whole"}, {"mode": "tiles"}])))

@@ -1,0 +1,80 @@
+"""Before a run: are the weights and the data of every cell there? One message lists all that is
+missing and how to provide each, instead of failing cell by cell hours into a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.suite import Cell
+
+
+def missing_weights(cell: Cell) -> str | None:
+    """Why the cell's weights are not available locally (None when they are, or when random)."""
+    if cell.weights == "random":
+        return None
+    if cell.weights is not None:
+        return None if Path(cell.weights).exists() else f"weights path {cell.weights} does not exist"
+    if cell.runtime == "litert" or cell.model.endswith((".tflite", "-litert")):
+        from harness.models.litert import LITERT_MODELS, find_weights, weights_dirs
+
+        spec = LITERT_MODELS.get(cell.model)
+        if spec is None:
+            return None if Path(cell.model).is_file() else f"{cell.model} does not exist"
+        if find_weights(spec["file"]) is None:
+            return (f"{spec['file']} not found in {', '.join(map(str, weights_dirs()))} "
+                    "(set SEGBENCH_WEIGHTS to the folder holding it)")
+        return None
+    from harness.models import MODELS
+    from harness.models.hub import cache_dir, cached_revision
+
+    spec = MODELS.get(cell.model)
+    if spec is not None:
+        if spec.hub_id is None:
+            return (f"{spec.name} has no checkpoint in transformers format: set `weights:` to an original DPT "
+                    "checkpoint file or a save_pretrained directory")
+        if cached_revision(spec.hub_id) is None:
+            return (f"{spec.hub_id} is not in the Hugging Face cache ({cache_dir()}): download it on a connected "
+                    f"machine (`huggingface-cli download {spec.hub_id}`) or set `weights: /path/to/dir`")
+        return None
+    if Path(cell.model).is_dir() or "/" not in cell.model or cell.model.startswith((".", "/")):
+        return None  # a local directory, or an unknown name the cell itself will report
+    if cached_revision(cell.model) is None:
+        return f"{cell.model} is neither a local directory nor in the Hugging Face cache ({cache_dir()})"
+    return None
+
+
+def missing_data(cell: Cell) -> str | None:
+    """Why the cell's dataset root is not there (None when it is, or for generated data)."""
+    from harness.data import DATASETS, default_root
+
+    if cell.dataset == "synthetic" or cell.dataset not in DATASETS:
+        return None
+    root = Path(cell.dataset_root) if cell.dataset_root else default_root(cell.dataset)
+    if root is None:
+        return f"dataset {cell.dataset!r} needs `root:` in the suite"
+    if not root.exists():
+        info = DATASETS[cell.dataset]
+        return (f"{cell.dataset} root {root} does not exist (expected layout: {info.layout}; set `root:` in the "
+                "suite or SEGBENCH_DATA)")
+    return None
+
+
+def check(cells: list[Cell]) -> dict[str, list[str]]:
+    """cell_id -> the reasons it cannot run (only cells with a problem)."""
+    problems: dict[str, list[str]] = {}
+    for c in cells:
+        reasons = [r for r in (missing_weights(c), missing_data(c)) if r]
+        if reasons:
+            problems[c.cell_id] = reasons
+    return problems
+
+
+def summary(problems: dict[str, list[str]]) -> str:
+    """One message: each distinct missing thing once, with the number of cells it blocks."""
+    counts: dict[str, int] = {}
+    for reasons in problems.values():
+        for r in reasons:
+            counts[r] = counts.get(r, 0) + 1
+    lines = [f"  - {r} ({n} cell{'s' if n > 1 else ''})" for r, n in counts.items()]
+    return (f"{len(problems)} cell(s) cannot run because weights or data are missing:\n" + "\n".join(lines)
+            + "\nProvide them, or run with --available-only to measure the cells that can run.")
