@@ -320,6 +320,11 @@ def run_cell(cell: Cell, run_dir: Path, load_model=None, load_dataset=None) -> d
         result.update(family=model.family, weights=model.weights, params=model.params(),
                       input_size=list(model.input_size))
         result["memory_mib"]["weights"] = model.weight_bytes() / MIB
+        from harness.reference import published
+
+        ref = published(cell.model, cell.dataset, cell.protocol.get("mode", "whole"))
+        if ref and model.weights.get("source") != "random":
+            result["published"] = ref
         if getattr(model, "parity", None) is not None:
             result["parity"] = model.parity
         if getattr(model, "protocol_note", None) is not None:  # the runtime's own protocol (e.g. letterbox)
