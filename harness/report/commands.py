@@ -1,127 +1,145 @@
-"""Sub-commands that read results: report, table, compare, export."""
+"""Sub-commands that read results: ``report``, ``table``, ``compare``, ``export``.
+
+Only argparse and pathlib are imported at module level: the measuring path imports the CLI
+without pandas or plotly, and each command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
-def _cmd_report(args: argparse.Namespace) -> int:
-    from harness.report.html import write_report
+def _write(text: str, out: str | None) -> None:
+    """Write ``text`` to the file ``out`` (parent folders created) or, without ``out``, to stdout."""
+    if not out:
+        sys.stdout.write(text)
+        return
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}", file=sys.stderr)
 
-    out = Path(args.out) if args.out else Path("reports") / f"{Path(args.runs[0]).name}.html"
+
+def _load_runs(dirs: list[str]):
+    from harness.results import load_run
+
+    return [load_run(d) for d in dirs]
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """``segbench report RUN_DIR... [--out FILE]``: the offline HTML report; exit 0, or 2 on bad input."""
+    from harness.report.html import write_report
+    from harness.results import load_run
+
+    first = load_run(args.runs[0])
+    out = Path(args.out) if args.out else Path("reports") / f"{first.meta.get('run_id') or Path(args.runs[0]).name}.html"
     write_report(args.runs, out)
     print(f"report: {out}")
     return 0
 
 
-def _write(text: str, out: str | None) -> None:
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text, encoding="utf-8")
-        print(f"wrote {out}")
-    else:
-        print(text, end="")
-
-
-def _cmd_table(args: argparse.Namespace) -> int:
+def cmd_table(args: argparse.Namespace) -> int:
+    """``segbench table RUN_DIR... --format ...``: a paper table on stdout or in ``--out``."""
     from harness.report.tables import render_table
-    from harness.results import load_run
 
-    columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
-    try:
-        text = render_table([load_run(d) for d in args.runs], fmt=args.format, columns=columns,
-                            decimals=args.decimals, group=not args.no_group)
-    except ValueError as e:
-        from harness.errors import ConfigError
-
-        raise ConfigError(str(e)) from None
+    columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
+    text = render_table(_load_runs(args.runs), fmt=args.format, columns=columns, decimals=args.decimals,
+                        group=args.group)
     _write(text, args.out)
     return 0
 
 
-def _load_thresholds(path: str | None) -> dict:
-    if not path:
-        return {}
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``segbench compare BASELINE CURRENT``: exit 0 no regression, 1 regression, 2 could not compare."""
     import json
 
-    import yaml
-
-    from harness.errors import ConfigError
-    from harness.report.compare import DEFAULT_THRESHOLDS
-
-    text = Path(path).read_text()
-    data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    if not isinstance(data, dict) or any(k not in DEFAULT_THRESHOLDS for k in data):
-        raise ConfigError(f"{path}: expected a mapping with keys from {', '.join(DEFAULT_THRESHOLDS)}")
-    return data
-
-
-def _cmd_compare(args: argparse.Namespace) -> int:
-    import json
-
-    from harness.report.compare import compare_runs, markdown_summary
-    from harness.results import ResultsError, load_run
+    from harness.errors import SegbenchError
+    from harness.report.compare import (
+        EXIT_CANNOT_COMPARE,
+        check_thresholds,
+        compare_runs,
+        load_thresholds,
+        markdown_summary,
+    )
+    from harness.results import load_run
 
     try:
+        thresholds = load_thresholds(args.thresholds) if args.thresholds else {}
+        overrides = {k: getattr(args, k) for k in ("max_miou_drop", "max_aacc_drop", "max_slowdown",
+                                                   "max_memory_growth", "alpha") if getattr(args, k) is not None}
+        thresholds = check_thresholds({**thresholds, **overrides}, "command line")
+    except SegbenchError as e:
+        print(f"segbench compare: error: {e}", file=sys.stderr)
+        return EXIT_CANNOT_COMPARE
+    try:
         base, cur = load_run(args.baseline), load_run(args.current)
-    except ResultsError as e:
-        print(f"segbench compare: could not compare: {e}")
-        return 2
-    thresholds = _load_thresholds(args.thresholds)
-    for key in ("max_miou_drop", "max_aacc_drop", "max_slowdown", "max_memory_growth", "alpha"):
-        if getattr(args, key) is not None:
-            thresholds[key] = getattr(args, key)
+    except (SegbenchError, OSError) as e:
+        msg = f"segbench compare: could not compare: {e}"
+        print(msg, file=sys.stderr)
+        if args.format == "json":
+            _write(json.dumps({"verdict": "could not compare", "exit_code": EXIT_CANNOT_COMPARE,
+                               "problems": [str(e)]}, indent=1) + "\n", args.out)
+        else:
+            _write(f"## segbench compare: ⚠️ could not compare\n\n{e}\n", args.out)
+        return EXIT_CANNOT_COMPARE
     cmp = compare_runs(base, cur, thresholds)
     if args.format == "json":
-        _write(json.dumps(cmp.to_json(), indent=1) + "\n", args.out)
+        doc = {"baseline": {"run_id": base.meta.get("run_id"), "path": str(base.path)},
+               "current": {"run_id": cur.meta.get("run_id"), "path": str(cur.path)}, **cmp.to_json()}
+        _write(json.dumps(doc, indent=1) + "\n", args.out)
     else:
         _write(markdown_summary(cmp, base.meta.get("run_id"), cur.meta.get("run_id")), args.out)
+    if args.out:
+        print(f"segbench compare: {cmp.verdict} ({len(cmp.regressions)} regression(s))", file=sys.stderr)
     return cmp.exit_code
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace) -> int:
+    """``segbench export RUN_DIR --format pytest-benchmark``: latency results for benchmark dashboards."""
     import json
 
     from harness.report.export import to_pytest_benchmark
     from harness.results import load_run
 
-    _write(json.dumps(to_pytest_benchmark(load_run(args.run)), indent=1) + "\n", args.out)
+    _write(json.dumps(to_pytest_benchmark(load_run(args.run)), indent=2) + "\n", args.out)
     return 0
 
 
 def add_parsers(sub) -> None:
-    """Register the result-reading sub-commands on ``sub`` (argparse sub-parsers)."""
-    r = sub.add_parser("report", help="write one self-contained HTML report from one or several runs")
-    r.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    r.add_argument("--out", help="output HTML file (default: reports/<first run id>.html)")
-    r.set_defaults(func=_cmd_report)
+    """Register ``report``, ``table``, ``compare`` and ``export`` on ``sub`` (an argparse sub-parsers action)."""
+    from harness.report.compare import THRESHOLD_HELP
 
-    t = sub.add_parser("table", help="paper table (LaTeX booktabs, Markdown or CSV)")
+    r = sub.add_parser("report", help="write one self-contained offline HTML report from one or several runs")
+    r.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    r.add_argument("--out", help="output HTML file (default: reports/<run_id of the first run>.html)")
+    r.set_defaults(func=cmd_report)
+
+    t = sub.add_parser("table", help="paper table: LaTeX (booktabs), Markdown or CSV")
     t.add_argument("runs", nargs="+", metavar="RUN_DIR")
     t.add_argument("--format", choices=("latex", "markdown", "csv"), default="markdown")
-    t.add_argument("--columns", help="comma-separated columns, e.g. model,precision,mIoU,latency_p50")
-    t.add_argument("--decimals", type=int, default=1)
-    t.add_argument("--no-group", action="store_true", help="do not group models by family")
+    t.add_argument("--columns", help="comma-separated column keys, e.g. model,precision,mIoU,latency_p50,params "
+                                     "(default: model,precision,mIoU,aAcc,mAcc,latency_p50,throughput,params,gflops)")
+    t.add_argument("--decimals", type=int, default=1, help="digits after the decimal point (default 1)")
+    t.add_argument("--group", choices=("family", "none"), default="family",
+                   help="group models by family (DPT, transformer, CNN); default family")
     t.add_argument("--out", help="write to this file instead of standard output")
-    t.set_defaults(func=_cmd_table)
+    t.set_defaults(func=cmd_table)
 
     c = sub.add_parser("compare", help="regression verdict: exit 0 none, 1 regression, 2 could not compare")
-    c.add_argument("baseline", metavar="BASELINE_RUN")
-    c.add_argument("current", metavar="CURRENT_RUN")
-    c.add_argument("--thresholds", help="YAML or JSON file with max_miou_drop, max_aacc_drop, max_slowdown, "
-                                        "max_memory_growth, alpha")
-    c.add_argument("--max-miou-drop", type=float, help="absolute mIoU drop that fails (fraction; default 0.005)")
-    c.add_argument("--max-aacc-drop", type=float, help="absolute aAcc drop that fails (fraction; default 0.005)")
-    c.add_argument("--max-slowdown", type=float, help="relative p50 latency growth that fails (default 0.10)")
-    c.add_argument("--max-memory-growth", type=float, help="relative peak memory growth that fails (default 0.10)")
-    c.add_argument("--alpha", type=float, help="significance level of the latency test (default 0.01)")
+    c.add_argument("baseline", metavar="BASELINE")
+    c.add_argument("current", metavar="CURRENT")
+    c.add_argument("--thresholds", metavar="FILE", help="YAML or JSON mapping of thresholds (command-line "
+                                                         "options override it)")
+    for key, help_text in THRESHOLD_HELP.items():
+        c.add_argument("--" + key.replace("_", "-"), type=float, dest=key, help=help_text)
     c.add_argument("--format", choices=("markdown", "json"), default="markdown")
-    c.add_argument("--out", help="write the summary to this file (e.g. $GITHUB_STEP_SUMMARY)")
-    c.set_defaults(func=_cmd_compare)
+    c.add_argument("--out", help="write the summary to this file (e.g. $GITHUB_STEP_SUMMARY) instead of stdout")
+    c.set_defaults(func=cmd_compare)
 
     x = sub.add_parser("export", help="export latency results (pytest-benchmark JSON)")
     x.add_argument("run", metavar="RUN_DIR")
     x.add_argument("--format", choices=("pytest-benchmark",), default="pytest-benchmark")
     x.add_argument("--out", help="output file (default: standard output)")
-    x.set_defaults(func=_cmd_export)
+    x.set_defaults(func=cmd_export)

@@ -1,8 +1,10 @@
 """Export latency results in pytest-benchmark's JSON format, for dashboards that read it.
 
-Each ok cell with latency samples becomes one benchmark: name ``model[dataset-device-precision-bN]``,
-group = the model, stats computed by pytest-benchmark's own ``Stats`` class from the raw samples
-converted to seconds (so every field means what that format means).
+Each ok cell with raw latency samples becomes one benchmark: name ``model[dataset-device-precision-bN]``,
+group = the model, ``params`` = the cell's settings, and ``stats`` computed by pytest-benchmark's
+own ``Stats`` class from the raw samples converted from ms to seconds, so every field (min, max,
+mean, stddev, median, iqr, q1, q3, outliers, ops, total, rounds, iterations, data) means exactly
+what it means in that format. One round = one timed forward of one batch.
 """
 
 from __future__ import annotations
@@ -10,41 +12,74 @@ from __future__ import annotations
 import datetime as _dt
 
 from harness.errors import ConfigError
+from harness.report.rows import num
 from harness.results import Run
 
 
+def _machine_info(env: dict) -> dict:
+    """pytest-benchmark's ``machine_info`` keys, filled from the run's environment fingerprint."""
+    plat = str(env.get("platform") or "")
+    system = plat.split("-")[0] if plat else None
+    release = plat.split("-")[1] if plat.count("-") >= 1 else None
+    machine = next((m for m in ("x86_64", "aarch64", "arm64", "AMD64") if m in plat), None)
+    return {
+        "node": env.get("hostname") or env.get("node"), "processor": env.get("cpu"), "machine": machine,
+        "python_compiler": env.get("python_compiler"), "python_implementation": env.get("python_implementation"),
+        "python_implementation_version": env.get("python"), "python_version": env.get("python"),
+        "python_build": None, "release": release, "system": system,
+        "cpu": {"brand_raw": env.get("cpu"), "count": env.get("cpu_count")},
+        "segbench_env": env,
+    }
+
+
+def _commit_info(env: dict) -> dict:
+    sha = str(env.get("git_sha") or "")
+    dirty = sha.endswith("-dirty")
+    return {"id": sha.removesuffix("-dirty") or None, "time": None, "author_time": None, "dirty": dirty,
+            "project": "segbench", "branch": env.get("git_branch") or "(unknown)"}
+
+
+def _benchmark(cell: dict, stats_cls) -> dict:
+    lat = cell["latency_ms"]
+    stats = stats_cls()
+    for ms in lat["samples"]:
+        stats.update(float(ms) / 1000.0)
+    params = {"dataset": cell.get("dataset"), "device": cell.get("device"), "precision": cell.get("precision"),
+              "amp": cell.get("amp"), "batch_size": cell.get("batch_size"), "runtime": cell.get("runtime")}
+    param = f"{cell.get('dataset')}-{cell.get('device')}-{cell.get('precision')}-b{cell.get('batch_size')}"
+    warmup = cell.get("warmup") if isinstance(cell.get("warmup"), dict) else {}
+    device = str(cell.get("device") or "")
+    return {
+        "group": str(cell.get("model")), "name": f"{cell.get('model')}[{param}]",
+        "fullname": f"segbench::{cell.get('cell_id')}", "params": params, "param": param,
+        "extra_info": {"unit": "seconds per batch", "throughput_ips": cell.get("throughput_ips"),
+                       "weights": (cell.get("weights") or {}).get("source"), "memory_mib": cell.get("memory_mib"),
+                       "protocol": cell.get("protocol"), "variant": cell.get("variant"), "cell_id": cell.get("cell_id")},
+        "options": {"disable_gc": False, "timer": "cuda events" if device.startswith("cuda") else "perf_counter",
+                    "min_rounds": len(lat["samples"]), "max_time": None, "min_time": None, "precision": None,
+                    "confidence": None, "warmup": warmup.get("warmup_iters", False)},
+        "stats": {**stats.as_dict(), "data": list(stats.data), "iterations": 1},
+    }
+
+
 def to_pytest_benchmark(run: Run) -> dict:
+    """The run's latency results as a pytest-benchmark JSON document (seconds per round)."""
     try:
         from pytest_benchmark import __version__ as pb_version
         from pytest_benchmark.stats import Stats
     except ImportError:
-        raise ConfigError("export --format pytest-benchmark needs pytest-benchmark: pip install 'segbench[dev]'") from None
-    env = run.meta.get("env") or {}
+        raise ConfigError("export --format pytest-benchmark needs the pytest-benchmark package: "
+                          "pip install 'segbench[dev]'") from None
+    env = run.meta.get("env") if isinstance(run.meta.get("env"), dict) else {}
     benchmarks = []
-    for cell in run.cells.values():
-        lat = cell.get("latency_ms") or {}
-        if cell.get("status") != "ok" or not lat.get("samples"):
+    for cell in sorted(run.cells.values(), key=lambda c: str(c.get("cell_id"))):
+        lat = cell.get("latency_ms") if isinstance(cell.get("latency_ms"), dict) else {}
+        samples = lat.get("samples") or []
+        if cell.get("status") != "ok" or len(samples) < 1 or any(num(v) is None for v in samples):
             continue
-        stats = Stats()
-        for ms in lat["samples"]:
-            stats.update(ms / 1000.0)
-        param = f"{cell.get('dataset')}-{cell.get('device')}-{cell.get('precision')}-b{cell.get('batch_size')}"
-        benchmarks.append({
-            "group": str(cell.get("model")), "name": f"{cell.get('model')}[{param}]",
-            "fullname": f"segbench::{cell.get('cell_id')}", "params": {"param": param}, "param": param,
-            "extra_info": {"throughput_ips": cell.get("throughput_ips"), "runtime": cell.get("runtime"),
-                           "weights": (cell.get("weights") or {}).get("source"), "memory_mib": cell.get("memory_mib")},
-            "options": {"timer": "cuda events" if str(cell.get("device", "")).startswith("cuda") else "perf_counter",
-                        "warmup": (cell.get("warmup") or {}).get("warmup_iters"), "min_rounds": lat.get("n")},
-            "stats": {**stats.as_dict(), "data": list(stats.data), "iterations": 1},
-        })
-    return {
-        "machine_info": {"node": env.get("platform"), "processor": env.get("cpu"), "machine": env.get("platform"),
-                         "python_version": env.get("python"), "cpu": {"brand_raw": env.get("cpu"),
-                                                                       "count": env.get("cpu_count")},
-                         "gpu": env.get("gpu"), "torch": env.get("torch")},
-        "commit_info": {"id": env.get("git_sha"), "dirty": str(env.get("git_sha", "")).endswith("-dirty")},
-        "benchmarks": benchmarks,
-        "datetime": run.meta.get("created_at") or _dt.datetime.now(_dt.timezone.utc).isoformat(),
-        "version": pb_version,
-    }
+        benchmarks.append(_benchmark(cell, Stats))
+    if not benchmarks:
+        raise ConfigError(f"{run.path}: no finished cell has raw latency samples (latency_ms.samples) to export")
+    created = run.meta.get("created_at") or _dt.datetime.now(_dt.timezone.utc).isoformat()
+    return {"machine_info": _machine_info(env), "commit_info": _commit_info(env), "benchmarks": benchmarks, "datetime": created,
+            "version": pb_version}

@@ -1,78 +1,34 @@
 """The HTML report: one self-contained page (plotly.js inlined, no network) built from runs.
 
-Every string that comes from a suite, a model config, a dataset or a result file is
-escaped with ``html.escape``; chart data is embedded as JSON with ``</`` broken up so it
-cannot close the script element.
+Every string that comes from a suite, a model config, a dataset or a result file is escaped
+with ``html.escape``; chart data is embedded as JSON in ``<script type="application/json">``
+with ``<``, ``>`` and ``&`` written as ``\\u00XX`` so it can never close the element, and its
+strings entity-escaped because plotly renders a subset of HTML in labels.
 """
 
 from __future__ import annotations
 
 import html
 import json
+from collections import Counter
 from pathlib import Path
 
 from harness.report import plots
 from harness.report.qualitative import panel_items
-from harness.report.rows import COLUMNS, FAMILY_LABEL, all_rows, best_values, fmt
+from harness.report.rows import COLUMNS, all_rows, best_values, family_label, fmt
 from harness.results import Run, load_run
 
 E = html.escape
+MEASURING_ACCURACY_NOTE = "accuracy needs real weights and data; see README 'Measuring accuracy'"
+TEMPLATES = Path(__file__).with_name("templates")
 
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
-h1{margin-bottom:4px} .sub{color:#666;margin-top:0}
-.note{background:#fff6dd;border:1px solid #e8d58a;padding:8px 12px;border-radius:6px;margin:12px 0}
-.warn{background:#fde8e8;border:1px solid #e3a0a0;padding:8px 12px;border-radius:6px;margin:12px 0}
-table{border-collapse:collapse;font-size:13px;margin:8px 0}
-th,td{border-bottom:1px solid #ddd;padding:4px 8px;text-align:right;white-space:nowrap}
-th{background:#f3f3f3;cursor:pointer;position:sticky;top:0} th.text,td.text{text-align:left}
-th[aria-sort=ascending]::after{content:" ▲"} th[aria-sort=descending]::after{content:" ▼"}
-td.best{font-weight:700;background:#e6f4ea} td.missing{color:#999;font-style:italic}
-tr.group td{background:#eef;font-weight:600;text-align:left}
-.chart{max-width:1100px} .qual{display:flex;flex-wrap:wrap;gap:8px;margin-bottom:16px}
-.qual figure{margin:0;font-size:12px} .qual img{display:block;max-width:320px}
-#filter{padding:4px 8px;width:320px} dl.env{display:grid;grid-template-columns:max-content auto;gap:2px 16px;font-size:13px}
-dl.env dt{color:#555}
-"""
 
-JS = """
-(function(){
-  const table=document.getElementById('cells');
-  const body=table.tBodies[0];
-  document.getElementById('filter').addEventListener('input',function(e){
-    const q=e.target.value.toLowerCase();
-    for(const tr of body.rows){ if(tr.classList.contains('group')) continue;
-      tr.style.display = tr.textContent.toLowerCase().includes(q) ? '' : 'none'; }
-  });
-  Array.from(table.tHead.rows[0].cells).forEach(function(th,i){
-    th.addEventListener('click',function(){
-      const asc = th.getAttribute('aria-sort')!=='ascending';
-      Array.from(table.tHead.rows[0].cells).forEach(h=>h.removeAttribute('aria-sort'));
-      th.setAttribute('aria-sort', asc?'ascending':'descending');
-      const rows=Array.from(body.rows).filter(r=>!r.classList.contains('group'));
-      Array.from(body.rows).filter(r=>r.classList.contains('group')).forEach(r=>r.remove());
-      rows.sort(function(a,b){
-        const x=a.cells[i].dataset.v, y=b.cells[i].dataset.v;
-        const nx=x===''?NaN:Number(x), ny=y===''?NaN:Number(y);
-        let c;
-        if(!isNaN(nx)&&!isNaN(ny)) c=nx-ny; else if(isNaN(nx)&&!isNaN(ny)) return 1;
-        else if(!isNaN(nx)&&isNaN(ny)) return -1; else c=String(x).localeCompare(String(y));
-        return asc?c:-c;
-      });
-      rows.forEach(r=>body.appendChild(r));
-    });
-  });
-  for(const el of document.querySelectorAll('div.chart[data-spec]')){
-    const spec=JSON.parse(document.getElementById(el.dataset.spec).textContent);
-    Plotly.newPlot(el, spec.data, spec.layout, {responsive:true, displaylogo:false});
-  }
-})();
-"""
+def _asset(name: str) -> str:
+    return (TEMPLATES / name).read_text(encoding="utf-8")
 
 
 def _plot_safe(obj):
-    """Entity-escape every string of a chart spec: plotly renders a subset of HTML tags in labels,
-    and decodes entities, so names show verbatim and no tag from a name is ever interpreted."""
+    """Entity-escape every string of a chart spec so names show verbatim and no tag in them is interpreted."""
     if isinstance(obj, str):
         return E(obj, quote=False)
     if isinstance(obj, list):
@@ -82,73 +38,112 @@ def _plot_safe(obj):
     return obj
 
 
-def _json_script(obj, element_id: str) -> str:
+def json_script(obj: object, element_id: str) -> str:
+    """``obj`` as a JSON data element that no string inside it can break out of."""
     text = json.dumps(_plot_safe(obj), allow_nan=False, default=str)
     text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return f'<script type="application/json" id="{E(element_id)}">{text}</script>'
 
 
-OPTIONAL = ("published_mIoU", "delta_mIoU")  # shown only when some cell has a published reference
+def visible_columns(rows: list[dict], several_runs: bool) -> list:
+    """The table's columns: ``run`` only for several runs, published/delta only when a cell has a reference."""
+    cols = []
+    for c in COLUMNS:
+        if c.key == "run" and not several_runs:
+            continue
+        if c.key in ("published_mIoU", "delta_mIoU") and not any(r.get("published_mIoU") is not None for r in rows):
+            continue
+        cols.append(c)
+    return cols
 
 
-def visible_columns(rows: list[dict]):
-    return [c for c in COLUMNS if c.key not in OPTIONAL or any(r.get(c.key) is not None for r in rows)]
+def _td(r: dict, c, best: dict[str, float]) -> str:
+    v = r.get(c.key)
+    cls = ["text" if c.kind == "text" else "num"]
+    title = ""
+    if v is None and c.kind != "text":
+        text = r["why"].get(c.key, "–")
+        cls.append("missing")
+        if r["status"] != "ok" and r.get("error"):
+            title = str(r["error"])[:2000]
+        elif r["status"] == "ok":
+            title = text
+        dv = ""
+    else:
+        text = fmt(v, c.kind) if c.kind != "text" else str(v if v is not None else "–")
+        dv = str(v) if v is not None else ""
+        if c.key == "mIoU" and r.get("mIoU_ci") and None not in r["mIoU_ci"]:
+            lo, hi = r["mIoU_ci"]
+            text += f" [{100 * lo:.1f}, {100 * hi:.1f}]"
+            title = "95% bootstrap interval over images"
+        if c.key == "published_mIoU" and r.get("published_source"):
+            title = f"source: {r['published_source']}"
+        if c.key == "model" and r.get("trust_remote_code"):
+            text += " (remote code)"
+        if c.key == "model" and r["status"] != "ok":
+            text += f" [{r['status']}]"
+        if c.key in best and v == best[c.key] and r["status"] == "ok":
+            cls.append("best")
+            title = title or "best in this column"
+    title_attr = f' title="{E(title)}"' if title else ""
+    return f'<td class="{" ".join(cls)}" data-v="{E(dv)}"{title_attr}>{E(text)}</td>'
 
 
-def _table(rows: list[dict]) -> str:
-    best = best_values(rows)
-    columns = visible_columns(rows)
-    head = "".join(f'<th class="{"text" if c.kind == "text" else "num"}" scope="col">{E(c.header)}</th>' for c in columns)
-    out, family = [], object()
+def comparison_table(rows: list[dict], several_runs: bool = False) -> str:
+    """The sortable comparison table: one row per cell, a group row before each family."""
+    columns = visible_columns(rows, several_runs)
+    best = best_values(rows, [c.key for c in columns])
+    hints = {"max": ' title="higher is better"', "min": ' title="lower is better"', None: ""}
+    head = "".join(f'<th class="{"text" if c.kind == "text" else "num"}" scope="col" data-key="{E(c.key)}"'
+                   f"{hints[c.better]}>{E(c.header)}</th>" for c in columns)
+    out, family, i = [], object(), 0
     for r in rows:
         if r["family"] != family:
             family = r["family"]
-            out.append(f'<tr class="group"><td colspan="{len(columns)}">{E(FAMILY_LABEL.get(family, str(family)))}</td></tr>')
-        tds = []
-        for c in columns:
-            v = r.get(c.key)
-            cls = ["text" if c.kind == "text" else "num"]
-            title = ""
-            if v is None and c.kind != "text":
-                text = r["why"].get(c.key, "")
-                cls.append("missing")
-                if r["status"] not in ("ok", None) and r.get("error"):
-                    title = f' title="{E(str(r["error"])[:500])}"'
-                dv = ""
-            else:
-                text = fmt(v, c.kind)
-                if c.key == "mIoU" and r.get("mIoU_ci"):
-                    lo, hi = r["mIoU_ci"]
-                    if lo is not None and hi is not None:
-                        text += f" [{100 * lo:.1f}, {100 * hi:.1f}]"
-                if c.key == "model" and r.get("trust_remote_code"):
-                    text += " (remote code)"
-                if c.key in best and v == best[c.key] and r["status"] == "ok":
-                    cls.append("best")
-                dv = v if c.kind != "text" else str(v)
-            tds.append(f'<td class="{" ".join(cls)}" data-v="{E(str(dv))}"{title}>{E(str(text))}</td>')
-        out.append(f'<tr data-status="{E(str(r["status"]))}">' + "".join(tds) + "</tr>")
-    return (f'<table id="cells"><thead><tr>{head}</tr></thead><tbody>{"".join(out)}</tbody></table>')
+            out.append(f'<tr class="group" data-family="{E(str(family))}"><td colspan="{len(columns)}">'
+                       f"{E(family_label(family))}</td></tr>")
+        tds = "".join(_td(r, c, best) for c in columns)
+        out.append(f'<tr class="cell" data-i="{i}" data-family="{E(str(family))}" data-status="{E(str(r["status"]))}">'
+                   f"{tds}</tr>")
+        i += 1
+    return f'<table id="cells"><thead><tr>{head}</tr></thead><tbody>{"".join(out)}</tbody></table>'
 
 
-def _env_section(runs: list[Run]) -> str:
+def _dl(items: dict) -> str:
+    def show(v: object) -> str:
+        return v if isinstance(v, str) else json.dumps(v, sort_keys=True, default=str)
+
+    return "<dl class=env>" + "".join(f"<dt>{E(str(k))}</dt><dd>{E(show(v))}</dd>" for k, v in items.items()) + "</dl>"
+
+
+def provenance_section(runs: list[Run]) -> str:
+    """Per run: the command, suite, environment fingerprint (every key), weights per model, data per dataset."""
     parts = []
     for run in runs:
-        env = run.meta.get("env") or {}
-        items = "".join(f"<dt>{E(str(k))}</dt><dd>{E(str(v))}</dd>" for k, v in sorted(env.items()))
-        weights = {}
-        data = {}
+        meta = run.meta
+        env = meta.get("env") if isinstance(meta.get("env"), dict) else {}
+        weights: dict[str, object] = {}
+        data: dict[str, object] = {}
         for c in run.cells.values():
-            weights[str(c.get("model"))] = c.get("weights")
-            if c.get("data"):
-                data[str(c.get("dataset"))] = (c["data"].get("digest"), c["data"].get("num_samples"))
-        w_rows = "".join(f"<dt>{E(k)}</dt><dd>{E(json.dumps(v, sort_keys=True))}</dd>" for k, v in sorted(weights.items()))
-        d_rows = "".join(f"<dt>{E(k)}</dt><dd>{E(str(n))} samples, sha256 {E(str(d))}</dd>"
-                         for k, (d, n) in sorted(data.items()))
-        parts.append(f"<h3>{E(str(run.meta.get('run_id')))}</h3><p>command: <code>"
-                     f"{E(' '.join(map(str, run.meta.get('command') or [])))}</code></p>"
-                     f"<h4>environment</h4><dl class=env>{items}</dl><h4>weights</h4><dl class=env>{w_rows}</dl>"
-                     f"<h4>data</h4><dl class=env>{d_rows}</dl>")
+            if c.get("weights"):
+                weights.setdefault(str(c.get("model")), c.get("weights"))
+            d = c.get("data")
+            if isinstance(d, dict):
+                files = d.get("files")
+                skipped = d.get("skipped")
+                data.setdefault(str(c.get("dataset")), {
+                    "digest (sha256)": d.get("digest"), "samples": d.get("num_samples"),
+                    "files": len(files) if isinstance(files, list) else files,
+                    "skipped": len(skipped) if isinstance(skipped, list) else skipped})
+        run_info = {k: meta.get(k) for k in ("suite_path", "suite_sha256", "created_at") if meta.get(k) is not None}
+        command = meta.get("command")
+        command_text = " ".join(map(str, command)) if isinstance(command, list) else str(command or "")
+        parts.append(
+            f"<section class=prov><h3>run {E(str(meta.get('run_id')))}</h3>"
+            f"<p>command: <code>{E(command_text)}</code></p>{_dl(run_info)}"
+            f"<h4>environment</h4>{_dl(dict(sorted(env.items())))}"
+            f"<h4>weights provenance</h4>{_dl(dict(sorted(weights.items())))}"
+            f"<h4>data</h4>{_dl(dict(sorted(data.items())))}</section>")
     return "".join(parts)
 
 
@@ -157,72 +152,99 @@ def _qualitative(runs: list[Run]) -> tuple[str, list[str]]:
     if not items:
         return "", warnings
     blocks = []
-    for it in items[:12]:
-        figs = [f'<figure><img alt="input" src="{it["input"]}"><figcaption>input</figcaption></figure>']
-        if it["truth"]:
-            figs.append(f'<figure><img alt="ground truth" src="{it["truth"]}"><figcaption>ground truth</figcaption></figure>')
-        for name, uri in it["preds"]:
-            figs.append(f'<figure><img alt="{E(name)}" src="{uri}"><figcaption>{E(name)}</figcaption></figure>')
-        blocks.append(f"<h4>{E(str(it['dataset']))} / {E(str(it['id']))}</h4><div class=qual>{''.join(figs)}</div>")
-    return "<h2>Predictions</h2><p>Overlays blended at 0.5 over the input.</p>" + "".join(blocks), warnings
+    for it in items:
+        figs = [f'<figure><img alt="input" src="{E(it.input)}"><figcaption>input</figcaption></figure>']
+        if it.truth:
+            figs.append(f'<figure><img alt="ground truth" src="{E(it.truth)}"><figcaption>ground truth</figcaption>'
+                        "</figure>")
+        for name, uri in it.preds:
+            figs.append(f'<figure><img alt="{E(name)}" src="{E(uri)}"><figcaption>{E(name)}</figcaption></figure>')
+        blocks.append(f"<h4>{E(it.dataset)} / {E(it.sample_id)}</h4><div class=qual>{''.join(figs)}</div>")
+    return ("<h2 id=predictions>Predictions</h2><p>Class colours blended at 0.5 over the input; "
+            "ignored pixels (255) keep the input's colour.</p>" + "".join(blocks)), warnings
+
+
+def _header(runs: list[Run], rows: list[dict]) -> str:
+    statuses = Counter(str(r["status"]) for r in rows)
+    status_text = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+    lines = []
+    for run in runs:
+        suite = run.meta.get("suite") if isinstance(run.meta.get("suite"), dict) else {}
+        env = run.meta.get("env") if isinstance(run.meta.get("env"), dict) else {}
+        cells = list(run.cells.values())
+        devices = sorted({str(c.get("device")) for c in cells})
+        missing = len(run.missing)
+        bits = [f"suite <b>{E(str(suite.get('name', '?')))}</b>", f"{len(cells)} cell(s)"]
+        if missing:
+            bits.append(f"{missing} planned cell(s) without a result")
+        if run.meta.get("created_at"):
+            bits.append(f"created {E(str(run.meta['created_at']))}")
+        if devices:
+            bits.append("device(s) " + E(", ".join(devices)))
+        hw = env.get("gpu") or env.get("gpu_name") or env.get("cpu")
+        if hw:
+            bits.append(E(str(hw)))
+        if env.get("git_sha"):
+            bits.append(f"git {E(str(env['git_sha']))}")
+        lines.append(f"<li><code>{E(str(run.meta.get('run_id')))}</code>: {' · '.join(bits)}</li>")
+    return (f'<p class="sub">{len(runs)} run(s), {len(rows)} cell(s): {E(status_text)}</p>'
+            f"<ul class=runs>{''.join(lines)}</ul>")
 
 
 def render(runs: list[Run], plotly_js: str) -> str:
-    """The whole page as a string."""
+    """The whole page as a string; ``plotly_js`` is the plotly.js source inlined in the page."""
     rows = all_rows(runs)
-    pairs = [(r, c) for r, c in zip(rows, _cells_in_row_order(runs, rows), strict=True)]
+    index = {(r.meta.get("run_id") or r.path.name, cid): c for r in runs for cid, c in r.cells.items()}
+    pairs = [(row, index[(row["run"], row["cell_id"])]) for row in rows]
     charts = [plots.accuracy_vs_latency(rows), plots.latency_by_model(rows), plots.memory_by_model(rows),
               plots.throughput_vs_batch(rows), plots.speedup_over_fp32(rows), *plots.iou_heatmaps(pairs)]
-    chart_html = []
-    for i, spec in enumerate(s for s in charts if s):
-        chart_html.append(f'<div class="chart" id="chart{i}" data-spec="spec{i}"></div>{_json_script(spec, f"spec{i}")}')
-    n_random = sum(1 for r in rows if r["weights"] == "random")
+    chart_html = [f'<div class="chart" id="chart{i}" data-spec="spec{i}"></div>{json_script(spec, f"spec{i}")}'
+                  for i, spec in enumerate(s for s in charts if s)]
     notes = []
+    n_random = sum(1 for r in rows if r["weights"] == "random")
     if n_random:
-        notes.append(f'<div class="note">{n_random} cell(s) use <b>random weights</b>: they measure speed and memory '
-                     "only and show no accuracy. Accuracy needs real weights and real data: see the README, "
-                     "section <i>Measuring accuracy</i>.</div>")
+        notes.append(f'<div class="note" id="random-note">{n_random} cell(s) use <b>random weights</b>: they measure '
+                     f"speed and memory only and show no accuracy ({E(MEASURING_ACCURACY_NOTE)}).</div>")
     failed = [r for r in rows if r["status"] not in ("ok", "skipped")]
     if failed:
-        notes.append(f'<div class="warn">{len(failed)} cell(s) did not finish: '
-                     + ", ".join(f"{E(str(r['model']))} {E(str(r['precision']))} ({E(str(r['status']))})" for r in failed[:20])
-                     + ". Hover a missing value for the error.</div>")
+        listed = ", ".join(f"{E(str(r['model']))} {E(str(r['precision']))} ({E(str(r['status']))})" for r in failed[:20])
+        notes.append(f'<div class="warn">{len(failed)} cell(s) did not finish: {listed}'
+                     f"{' …' if len(failed) > 20 else ''}. Hover a missing value for the error.</div>")
     qual, warnings = _qualitative(runs)
-    notes += [f'<div class="warn">{E(w)}</div>' for w in warnings]
-    title = "segbench report: " + ", ".join(str(r.meta.get("run_id")) for r in runs)
-    suites = ", ".join(sorted({str((r.meta.get("suite") or {}).get("name")) for r in runs}))
+    notes += [f'<div class="warn sample-warning">{E(w)}</div>' for w in warnings[:50]]
+    run_ids = ", ".join(str(r.meta.get("run_id")) for r in runs)
+    several = len(runs) > 1
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{E(title)}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style>
+<html lang="en"><head><meta charset="utf-8"><title>{E("segbench report: " + run_ids)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data:; font-src data:">
+<style>{_asset("report.css")}</style>
 <script>{plotly_js}</script></head>
 <body><h1>segbench report</h1>
-<p class="sub">suite(s): {E(suites)} · runs: {E(", ".join(str(r.meta.get("run_id")) for r in runs))} · {len(rows)} cells</p>
+{_header(runs, rows)}
 {"".join(notes)}
-<h2>Comparison</h2>
-<p><input id="filter" type="search" placeholder="filter rows (model, dataset, precision...)" aria-label="filter rows">
- Click a column header to sort. Best value per column in bold; latency is model forward per batch.</p>
-{_table(rows)}
-<h2>Charts</h2>{"".join(chart_html) or "<p>No chart: no cell finished.</p>"}
+<h2 id=comparison>Comparison</h2>
+<p><input id="filter" type="search" placeholder="filter rows (model, dataset, precision, status...)"
+ aria-label="filter rows"> <span id="count"></span></p>
+<p class="help">Click a column header to sort (again to reverse, a third time for the grouped order).
+Best value per column highlighted; latency is the model forward per batch; accuracy values are %.</p>
+<div class="scroll">{comparison_table(rows, several)}</div>
+<h2 id=charts>Charts</h2>{"".join(chart_html) or "<p>No chart: no cell finished.</p>"}
 {qual}
-<h2>Environment and provenance</h2>{_env_section(runs)}
-<script>{JS}</script></body></html>
+<h2 id=provenance>Environment and provenance</h2>{provenance_section(runs)}
+<script>{_asset("report.js")}</script></body></html>
 """
 
 
-def _cells_in_row_order(runs: list[Run], rows: list[dict]) -> list[dict]:
-    index = {(r.meta.get("run_id"), cid): c for r in runs for cid, c in r.cells.items()}
-    return [index[(row["run_id"], row["cell_id"])] for row in rows]
-
-
 def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
-    """Write the report of ``run_dirs`` to ``out`` (a single offline HTML file); returns its path."""
+    """Write the report of ``run_dirs`` to ``out`` (a single offline HTML file, atomically); return its path."""
     from plotly.offline import get_plotlyjs
 
     runs = [load_run(d) for d in run_dirs]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     page = render(runs, get_plotlyjs())
-    tmp = out.with_suffix(out.suffix + ".tmp")
+    tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
     tmp.replace(out)
     return out
