@@ -96,16 +96,14 @@ def comparison_table(rows: list[dict], several_runs: bool = False) -> str:
     hints = {"max": ' title="higher is better"', "min": ' title="lower is better"', None: ""}
     head = "".join(f'<th class="{"text" if c.kind == "text" else "num"}" scope="col" data-key="{E(c.key)}"'
                    f"{hints[c.better]}>{E(c.header)}</th>" for c in columns)
-    out, family, i = [], object(), 0
+    out, family = [], object()
     for r in rows:
         if r["family"] != family:
             family = r["family"]
             out.append(f'<tr class="group" data-family="{E(str(family))}"><td colspan="{len(columns)}">'
                        f"{E(family_label(family))}</td></tr>")
         tds = "".join(_td(r, c, best) for c in columns)
-        out.append(f'<tr class="cell" data-i="{i}" data-family="{E(str(family))}" data-status="{E(str(r["status"]))}">'
-                   f"{tds}</tr>")
-        i += 1
+        out.append(f'<tr data-status="{E(str(r["status"]))}">{tds}</tr>')
     return f'<table id="cells"><thead><tr>{head}</tr></thead><tbody>{"".join(out)}</tbody></table>'
 
 

@@ -7,9 +7,15 @@
   var filterBox = document.getElementById("filter");
   var count = document.getElementById("count");
   var sortState = { col: -1, dir: 0 }; // dir: 1 ascending, -1 descending, 0 grouped (original order)
+  var family = "";
+  original.forEach(function (r, i) { // remember each row's place and family (from the group row above it)
+    r.setAttribute("data-i", String(i));
+    if (r.classList.contains("group")) { family = r.getAttribute("data-family"); }
+    else { r.setAttribute("data-family", family); }
+  });
 
   function cellRows() {
-    return original.filter(function (r) { return r.classList.contains("cell"); });
+    return original.filter(function (r) { return !r.classList.contains("group"); });
   }
 
   function compare(a, b, i) {
