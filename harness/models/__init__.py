@@ -1,82 +1,42 @@
-"""Model registry and ``load_model``: registry names, hub ids, local directories, weight files."""
+"""Model registry and ``load_model``: registry names, hub ids, local directories, weight files.
+
+``load_model`` dispatches on what it is given:
+
+- a path ending in ``.tflite`` (or ``runtime="litert"``) -> :func:`harness.models.litert.load_litert_model`;
+- a torchvision registry entry -> :mod:`harness.models.torchvision_models` (the ``vision`` extra);
+- anything else (registry name, hub id, save_pretrained directory) -> :mod:`harness.models.hf`;
+- ``runtime="onnxruntime"`` then wraps the PyTorch adapter with
+  :func:`harness.models.onnx.load_onnx_model`.
+"""
 
 from __future__ import annotations
 
-import json
+import importlib
+from functools import cache
 from pathlib import Path
 
 import torch
 
-from harness.errors import ConfigError, WeightsError, did_you_mean
+from harness.errors import ConfigError, did_you_mean
 from harness.models.base import SegmentationModel
-from harness.models.registry import MODELS, ModelSpec
+from harness.models.registry import ALIASES, MODELS, ModelSpec, resolve
 
-__all__ = ["load_model", "MODELS", "ModelSpec", "model_infos", "SegmentationModel"]
+__all__ = ["load_model", "MODELS", "ALIASES", "ModelSpec", "model_infos", "SegmentationModel"]
 
-RANDOM_SEED = 0
-
-
-def _config_from_dict(d: dict):
-    from transformers import CONFIG_MAPPING
-
-    mt = d.get("model_type")
-    if mt not in CONFIG_MAPPING:
-        raise ConfigError(f"config model_type {mt!r} is not known to this transformers version")
-    return CONFIG_MAPPING[mt].from_dict(d)
+RUNTIMES = ("pytorch", "onnxruntime", "litert")
 
 
-def _module_class(config, builder: str = "auto"):
-    if builder == "dpt-swin" or (config.model_type == "dpt" and getattr(config, "backbone_config", None) is not None
-                                 and config.backbone_config.model_type == "swinv2"):
-        from harness.models.dpt_swin import DPTSwinForSemanticSegmentation
-
-        return DPTSwinForSemanticSegmentation
-    from transformers import AutoModelForSemanticSegmentation
-
-    return AutoModelForSemanticSegmentation
+def _runtime_module(module: str, what: str):
+    """Import ``harness.models.<module>`` lazily; ConfigError saying what is missing when it is absent."""
+    try:
+        return importlib.import_module(f"harness.models.{module}")
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"{what} is not available in this installation: {e} (harness/models/{module}.py "
+                          f"or its dependencies are missing)") from e
 
 
-def _build_random(config, builder: str, attn: str | None):
-    torch.manual_seed(RANDOM_SEED)
-    cls = _module_class(config, builder)
-    kwargs = {"attn_implementation": attn} if attn else {}
-    if hasattr(cls, "from_config"):
-        return cls.from_config(config, **kwargs)
-    if attn:
-        config._attn_implementation = attn
-    return cls(config)
-
-
-def _from_pretrained(target: str, builder: str, attn: str | None, trust_remote_code: bool, config=None):
-    from harness.models.hub import load_pretrained
-
-    kwargs = {"trust_remote_code": trust_remote_code}
-    if attn:
-        kwargs["attn_implementation"] = attn
-    cls = _module_class(config, builder) if config is not None else None
-    if cls is None:
-        from transformers import AutoModelForSemanticSegmentation
-
-        cls = AutoModelForSemanticSegmentation
-    return load_pretrained(cls, target, **kwargs)
-
-
-def _processor_for(path_or_id: str | None, spec: ModelSpec | None):
-    """The model's preprocessing: its directory's or hub snapshot's preprocessor_config.json, else the registry's."""
-    from harness.models.hf import preprocessor_from_dict
-
-    if path_or_id is not None and Path(path_or_id).is_dir():
-        pc = Path(path_or_id) / "preprocessor_config.json"
-        if pc.is_file():
-            return preprocessor_from_dict(json.loads(pc.read_text()), str(pc))
-        if spec is None:
-            raise WeightsError(f"{path_or_id}: no preprocessor_config.json; the model's own preprocessing is unknown")
-    if spec is not None:
-        return preprocessor_from_dict(spec.processor_dict(), str(spec.processor_path))
-    from harness.models.hub import hub_file
-
-    path = hub_file(path_or_id, "preprocessor_config.json")
-    return preprocessor_from_dict(json.loads(Path(path).read_text()), f"{path_or_id}/preprocessor_config.json")
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or Path(name).exists()
 
 
 def load_model(name_or_path: str, weights: str | None = None, device: str = "cpu", precision: str = "fp32",
@@ -85,98 +45,59 @@ def load_model(name_or_path: str, weights: str | None = None, device: str = "cpu
                trust_remote_code: bool = False, **options) -> SegmentationModel:
     """Build a model adapter ready to run on ``device`` under ``precision``.
 
-    weights: None = the model's own pretrained weights (hub id via the local cache, or the
-    local directory itself); "random" = the architecture from its config, seeded; a path =
-    a save_pretrained directory or an original DPT checkpoint file.
+    name_or_path: a registry name (see :data:`MODELS`), any AutoModelForSemanticSegmentation
+        hub id (``owner/name``), a local save_pretrained directory, or a ``.tflite`` file.
+    weights: None = the model's own pretrained weights (hub id via the local cache, or the local
+        directory itself); ``"random"`` = the architecture from its config, seeded; a path = a
+        save_pretrained directory or an original-format checkpoint file.
+    precision/amp: ``fp32|tf32|fp16|bf16``; ``amp="cast"`` casts the module to fp16/bf16,
+        ``"autocast"`` runs fp32 weights under autocast.
+    options: runtime-specific options (ONNX Runtime and LiteRT adapters); none for PyTorch.
     """
-    if str(name_or_path).endswith(".tflite") or runtime == "litert" or str(name_or_path).endswith("-litert"):
-        from harness.models.litert import load_litert_model
+    name_or_path = str(name_or_path)
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
+    if name_or_path.endswith(".tflite") or runtime == "litert" or name_or_path.endswith("-litert"):
+        litert = _runtime_module("litert", "the LiteRT runtime")
+        extra = {"weights": weights} if weights is not None else {}
+        return litert.load_litert_model(name_or_path, device=device, precision=precision, **extra, **options)
+    if runtime == "pytorch" and options:
+        raise ConfigError(f"model {name_or_path!r}: unknown option(s) {', '.join(sorted(options))} "
+                          "(the PyTorch runtime takes none; options are for the onnxruntime and litert runtimes)")
+    if runtime == "onnxruntime" and compile:
+        raise ConfigError(f"model {name_or_path!r}: compile=True does not apply to the onnxruntime runtime")
+    spec = resolve(name_or_path)
+    if spec is None and not _looks_like_path(name_or_path) and "/" not in name_or_path:
+        raise ConfigError(f"unknown model {name_or_path!r}{did_you_mean(name_or_path, [*MODELS, *ALIASES])}: not "
+                          f"in the registry ({', '.join(MODELS)}), not a local directory and not a hub id "
+                          f"(owner/name)")
+    if spec is None and _looks_like_path(name_or_path) and not Path(name_or_path).is_dir():
+        raise ConfigError(f"model {name_or_path!r}: no such directory (expected a save_pretrained directory "
+                          f"with config.json and preprocessor_config.json, or a .tflite file)")
+    adapter = {"device": device, "precision": precision, "amp": amp, "upsample": upsample,
+               "channels_last": channels_last, "compile": compile}
+    if spec is not None and spec.kind == "torchvision":
+        from harness.models.torchvision_models import load_torchvision_model
 
-        return load_litert_model(name_or_path, device=device, precision=precision, weights=weights, **options)
-    if options:
-        raise ConfigError(f"model {name_or_path!r}: unknown option(s) {', '.join(sorted(options))}")
-    spec = MODELS.get(name_or_path)
-    local = Path(name_or_path)
-    is_dir = not spec and local.is_dir()
-    if spec is None and not is_dir and ("/" not in name_or_path or name_or_path.startswith((".", "/"))):
-        raise ConfigError(f"unknown model {name_or_path!r}{did_you_mean(name_or_path, MODELS)}: not in the registry "
-                          f"({', '.join(MODELS)}), not a local directory and not a hub id (owner/name)")
-    builder = spec.builder if spec else "auto"
-    if spec and spec.family == "cnn" and attn_implementation:
-        raise ConfigError(f"model {name_or_path!r} is a CNN: attn_implementation={attn_implementation!r} does not apply")
-
-    if weights == "random":
-        if spec:
-            config = _config_from_dict(spec.config_dict())
-        elif is_dir:
-            cfg_path = local / "config.json"
-            if not cfg_path.is_file():
-                raise WeightsError(f"{local}: no config.json to build the architecture from")
-            config = _config_from_dict(json.loads(cfg_path.read_text()))
-        else:
-            from transformers import AutoConfig
-
-            from harness.models.hub import load_pretrained
-
-            config = load_pretrained(AutoConfig, name_or_path, trust_remote_code=trust_remote_code)
-        module = _build_random(config, builder, attn_implementation)
-        provenance = {"source": "random", "seed": RANDOM_SEED}
-        processor = _processor_for(name_or_path if is_dir else None, spec)
+        model = load_torchvision_model(spec, weights=weights, attn_implementation=attn_implementation,
+                                       name=name_or_path, **adapter)
     else:
-        from harness.models.hub import cached_revision, local_provenance
+        from harness.models.hf import load_hf_model
 
-        if weights is not None:
-            wpath = Path(weights)
-            if wpath.is_file():
-                from harness.models.dpt_original import load_original_checkpoint
-
-                if spec is None or spec.family != "dpt":
-                    raise WeightsError(f"{weights}: checkpoint files are supported for the DPT registry models; "
-                                       f"use a save_pretrained directory for {name_or_path!r}")
-                module = load_original_checkpoint(wpath, _config_from_dict(spec.config_dict()))
-                provenance = local_provenance(wpath)
-                processor = _processor_for(None, spec)
-            elif wpath.is_dir():
-                module = _from_pretrained(str(wpath), builder, attn_implementation, trust_remote_code,
-                                          config=_config_from_dict(spec.config_dict()) if spec else None)
-                provenance = local_provenance(wpath)
-                processor = _processor_for(str(wpath), spec)
-            else:
-                raise WeightsError(f"weights {weights!r} for {name_or_path!r}: no such file or directory")
-        elif spec is not None:
-            if spec.hub_id is None:
-                raise WeightsError(f"{spec.name!r} has no published checkpoint in transformers format; give "
-                                   f"`weights: /path/to/checkpoint` (an original DPT .pt file or a save_pretrained "
-                                   f"directory) or `weights: random`")
-            module = _from_pretrained(spec.hub_id, builder, attn_implementation, trust_remote_code,
-                                      config=_config_from_dict(spec.config_dict()))
-            provenance = {"source": "hub", "id": spec.hub_id, "revision": cached_revision(spec.hub_id)}
-            processor = _processor_for(None, spec)
-        elif is_dir:
-            module = _from_pretrained(str(local), "auto", attn_implementation, trust_remote_code)
-            provenance = local_provenance(local)
-            processor = _processor_for(str(local), None)
-        else:
-            module = _from_pretrained(name_or_path, "auto", attn_implementation, trust_remote_code)
-            provenance = {"source": "hub", "id": name_or_path, "revision": cached_revision(name_or_path)}
-            processor = _processor_for(name_or_path, None)
-    if trust_remote_code:
-        provenance["trust_remote_code"] = True
-
-    from harness.models.hf import HFSegmentationModel
-
-    model = HFSegmentationModel(module, processor, name=name_or_path, weights=provenance,
-                                label_set=spec.label_set if spec else None, family=spec.family if spec else None,
-                                device=device, precision=precision, amp=amp, upsample=upsample,
-                                channels_last=channels_last, compile=compile)
+        model = load_hf_model(name_or_path, spec, weights=weights, attn_implementation=attn_implementation,
+                              trust_remote_code=trust_remote_code, **adapter)
     if runtime == "onnxruntime":
-        from harness.models.onnx import load_onnx_model
-
-        return load_onnx_model(model)
+        onnx = _runtime_module("onnx", "the onnxruntime runtime")
+        return onnx.load_onnx_model(model, **options)
     return model
 
 
 def _weights_present(spec: ModelSpec) -> bool | None:
+    """Whether the spec's pretrained weights are in the local cache (None when it has no hub id)."""
+    if spec.kind == "torchvision":
+        from harness.models.torchvision_models import weights_present
+
+        return weights_present(spec.name)
     if spec.hub_id is None:
         return None
     from harness.models.hub import cached_revision
@@ -184,14 +105,48 @@ def _weights_present(spec: ModelSpec) -> bool | None:
     return cached_revision(spec.hub_id) is not None
 
 
+@cache
+def param_count(name: str) -> int | None:
+    """Parameters of a registry architecture, counted on the meta device (no memory, no weights).
+
+    Falls back to the published figure when the architecture cannot be built here (torchvision absent).
+    """
+    spec = MODELS[name]
+    if spec.kind == "torchvision":
+        from harness.models.torchvision_models import meta_param_count
+
+        counted = meta_param_count(name)
+        if counted is None and spec.published_params_m:
+            return int(round(spec.published_params_m * 1e6))
+        return counted
+    from harness.models.hf import build_random, config_from_dict
+
+    config = config_from_dict(spec.config_dict(), str(spec.config_path))
+    with torch.device("meta"):
+        module = build_random(config)
+    return sum(p.numel() for p in module.parameters())
+
+
 def model_infos() -> list[dict]:
-    """One row per registered model for ``segbench models``."""
+    """One row per registered model for ``segbench models``.
+
+    Keys: name, family, params (count), input_size [H, W] pixels, label_set, runtime,
+    weights_from (hub id or where weights come from), present (weights in the local cache;
+    None when unknown), description, aliases.
+    """
+    aliases: dict[str, list[str]] = {}
+    for alias, target in ALIASES.items():
+        aliases.setdefault(target, []).append(alias)
     rows = []
     for spec in MODELS.values():
-        rows.append({"name": spec.name, "family": spec.family, "params": _param_count(spec),
+        if spec.kind == "torchvision":
+            source = "torchvision (vision extra)"
+        else:
+            source = spec.hub_id or "checkpoint file"
+        rows.append({"name": spec.name, "family": spec.family, "params": param_count(spec.name),
                      "input_size": list(spec.input_size), "label_set": spec.label_set, "runtime": "pytorch",
-                     "weights_from": spec.hub_id or "checkpoint file", "present": _weights_present(spec),
-                     "description": spec.description})
+                     "hub_id": spec.hub_id, "weights_from": source, "present": _weights_present(spec),
+                     "description": spec.description, "aliases": aliases.get(spec.name, [])})
     try:
         from harness.models.litert import litert_model_infos
 
@@ -199,11 +154,3 @@ def model_infos() -> list[dict]:
     except ImportError:
         pass
     return rows
-
-
-def _param_count(spec: ModelSpec) -> int:
-    """Parameters of the architecture, counted on the meta device (no memory, no weights)."""
-    config = _config_from_dict(spec.config_dict())
-    with torch.device("meta"):
-        module = _build_random(config, spec.builder, None)
-    return sum(p.numel() for p in module.parameters())

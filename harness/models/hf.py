@@ -1,54 +1,189 @@
-"""Adapter for transformers semantic-segmentation models: the network plus its own image processor."""
+"""Adapter for transformers semantic-segmentation models: the network plus its own image processor.
+
+The preprocessing is resolved through the model's own image-processor class (PIL backend):
+the class is built from the preprocessor_config.json dict, so absent keys take that class's
+defaults (DPT resizes bicubically unless told otherwise, SegFormer bilinearly...), and the
+resolved values drive :class:`harness.models.preprocess.ResizeNormalize`, a picklable
+callable that holds no reference to the network or to transformers.
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
+from pathlib import Path
+
 import torch
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, WeightsError
 from harness.models.base import DTYPES, SegmentationModel
+from harness.models.cnn import check_attention_setting, family_of
 from harness.models.preprocess import ResizeNormalize
 
-CNN_TYPES = {"mobilenet_v2", "mobilevit", "mobilevitv2", "upernet", "convnext", "resnet"}
-TRANSFORMER_TYPES = {"segformer", "beit", "data2vec-vision", "mask2former", "maskformer", "oneformer", "dinat"}
-ATTENTION_TYPES = {"dpt", "segformer", "beit", "data2vec-vision"}
+RANDOM_SEED = 0
+
+# image-processor type stem -> (module, PIL-backend class). The PIL classes are imported from
+# their modules: the top-level names need torchvision for some of them in transformers 5.
+PROCESSOR_CLASSES = {
+    "DPT": ("transformers.models.dpt.image_processing_pil_dpt", "DPTImageProcessorPil"),
+    "Segformer": ("transformers.models.segformer.image_processing_pil_segformer", "SegformerImageProcessorPil"),
+    "MobileNetV2": ("transformers.models.mobilenet_v2.image_processing_pil_mobilenet_v2",
+                    "MobileNetV2ImageProcessorPil"),
+    "Beit": ("transformers.models.beit.image_processing_pil_beit", "BeitImageProcessorPil"),
+}
+# options of the processors that ResizeNormalize does not reproduce, with their neutral values
+UNSUPPORTED = {"keep_aspect_ratio": False, "ensure_multiple_of": 1, "do_pad": False, "size_divisor": None}
 
 
-UNSUPPORTED = {"keep_aspect_ratio": False, "do_pad": False, "ensure_multiple_of": 1, "do_reduce_labels": None}
+def _stem(d: dict) -> str | None:
+    kind = d.get("image_processor_type") or d.get("feature_extractor_type")
+    if not kind:
+        return None
+    for suffix in ("Pil", "Fast", "ImageProcessor", "FeatureExtractor"):
+        kind = kind.removesuffix(suffix)
+    return kind
+
+
+def processor_class(d: dict):
+    """The transformers PIL image-processor class named by a processor config dict, or None if unknown."""
+    entry = PROCESSOR_CLASSES.get(_stem(d) or "")
+    if entry is None:
+        return None
+    try:
+        return getattr(importlib.import_module(entry[0]), entry[1])
+    except (ImportError, AttributeError):
+        return None
+
+
+def _plain(size) -> dict | None:
+    if size is None:
+        return None
+    if isinstance(size, int):
+        return {"height": size, "width": size}
+    items = size.items() if isinstance(size, dict) else vars(size).items()
+    return {k: int(v) for k, v in items if v is not None}
+
+
+def resolved_processor_options(d: dict, source: str) -> dict:
+    """The processor's effective options (the class's defaults filled in) from a processor config dict."""
+    cls = processor_class(d)
+    if cls is None:
+        opts = dict(d)
+        missing = [k for k in ("size", "image_mean", "image_std", "resample") if k not in opts]
+        if missing:
+            raise ConfigError(f"{source}: image processor type {d.get('image_processor_type')!r} is not known to "
+                              f"segbench ({', '.join(PROCESSOR_CLASSES)}), so its defaults are unknown; the file "
+                              f"must then give {', '.join(missing)} explicitly")
+    else:
+        known = {k: v for k, v in d.items() if k not in ("image_processor_type", "feature_extractor_type",
+                                                          "processor_class", "auto_map")}
+        try:
+            proc = cls(**known)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{source}: {cls.__name__} refuses this configuration: {e}") from e
+        opts = {k: getattr(proc, k, None) for k in ("size", "image_mean", "image_std", "resample", "do_resize",
+                                                    "do_rescale", "rescale_factor", "do_normalize",
+                                                    "do_center_crop", "crop_size", *UNSUPPORTED)}
+    for key, neutral in UNSUPPORTED.items():
+        value = opts.get(key)
+        if value is not None and value != neutral and not (key == "size_divisor" and not opts.get("do_pad")):
+            raise ConfigError(f"{source}: image processor option {key}={value!r} is not supported (segbench "
+                              f"reproduces resize, center crop, rescale and normalise; expected {neutral!r})")
+    size = _plain(opts.get("size"))
+    if not size or not ({"height", "width"} <= set(size) or set(size) == {"shortest_edge"}):
+        raise ConfigError(f"{source}: image processor size {opts.get('size')!r} is not supported "
+                          "(expected {height, width} or {shortest_edge})")
+    out = {"size": size, "image_mean": [float(x) for x in opts["image_mean"]],
+           "image_std": [float(x) for x in opts["image_std"]], "resample": int(opts["resample"])}
+    for key in ("do_resize", "do_rescale", "rescale_factor", "do_normalize", "do_center_crop"):
+        if opts.get(key) is not None:
+            out[key] = opts[key]
+    if opts.get("crop_size") is not None:
+        out["crop_size"] = _plain(opts["crop_size"])
+    return out
 
 
 def preprocessor_from_dict(d: dict, source: str) -> ResizeNormalize:
-    """The model's preprocessing from its processor config dict (preprocessor_config.json)."""
-    for key, neutral in UNSUPPORTED.items():
-        if neutral is not None and d.get(key, neutral) not in (neutral, None):
-            raise ConfigError(f"{source}: image processor option {key}={d[key]!r} is not supported "
-                              f"(segbench reproduces resize, center crop, rescale and normalise)")
-    size = d.get("size")
-    if isinstance(size, int):
-        size = {"height": size, "width": size}
-    if not isinstance(size, dict) or not ({"height", "width"} <= set(size) or "shortest_edge" in size):
-        raise ConfigError(f"{source}: image processor size {size!r} is not supported "
-                          "(expected {height, width} or {shortest_edge})")
-    return ResizeNormalize.from_processor_dict({**d, "size": size})
+    """The model's preprocessing from its processor config dict (the content of preprocessor_config.json)."""
+    return ResizeNormalize.from_processor_dict(resolved_processor_options(d, source))
 
 
-def family_of(config) -> str:
-    mt = getattr(config, "model_type", "")
-    if mt == "dpt":
-        return "dpt"
-    if mt == "upernet":
-        bb = getattr(getattr(config, "backbone_config", None), "model_type", "")
-        return "transformer" if bb in ("swin", "swinv2", "beit") else "cnn"
-    if mt in TRANSFORMER_TYPES:
-        return "transformer"
-    return "cnn"
+def read_json(path: Path) -> dict:
+    """A JSON object from ``path``; WeightsError naming the file when it is unreadable."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WeightsError(f"{path}: cannot read a JSON object ({e})") from e
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path}: expected a JSON object, found {type(data).__name__}")
+    return data
+
+
+def config_from_dict(d: dict, source: str = "config"):
+    """A transformers config from a config.json dict (its ``model_type`` picks the class)."""
+    from transformers import CONFIG_MAPPING
+
+    model_type = d.get("model_type")
+    if model_type not in CONFIG_MAPPING:
+        raise ConfigError(f"{source}: model_type {model_type!r} is not known to this transformers version")
+    return CONFIG_MAPPING[model_type].from_dict(d)
+
+
+def module_class(config):
+    """The class that builds ``config`` for semantic segmentation."""
+    if getattr(config, "model_type", "") == "dpt":
+        from harness.models.dpt import dpt_module_class
+
+        return dpt_module_class(config)
+    from transformers import AutoModelForSemanticSegmentation
+
+    return AutoModelForSemanticSegmentation
+
+
+def build_random(config, attn_implementation: str | None = None, seed: int = RANDOM_SEED) -> torch.nn.Module:
+    """The architecture of ``config`` with its own initialisation, seeded (same seed, same weights)."""
+    torch.manual_seed(seed)
+    cls = module_class(config)
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    try:
+        if hasattr(cls, "from_config"):
+            return cls.from_config(config, **kwargs)
+        if attn_implementation:
+            config._attn_implementation = attn_implementation
+        return cls(config)
+    except ValueError as e:
+        raise ConfigError(f"cannot build {config.model_type!r} with attn_implementation="
+                          f"{attn_implementation!r}: {e}") from e
+
+
+def load_pretrained_module(target: str, config=None, attn_implementation: str | None = None,
+                           trust_remote_code: bool = False) -> torch.nn.Module:
+    """``from_pretrained`` on a local directory or hub id (cache first, fast WeightsError when absent)."""
+    from harness.models.hub import load_pretrained
+
+    kwargs: dict = {"trust_remote_code": trust_remote_code}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if config is None and Path(target).is_dir():
+        config = config_from_dict(read_json(Path(target) / "config.json"), f"{target}/config.json")
+    cls = module_class(config) if config is not None else None
+    if cls is None:
+        from transformers import AutoModelForSemanticSegmentation
+
+        cls = AutoModelForSemanticSegmentation
+    try:
+        return load_pretrained(cls, target, **kwargs)
+    except ValueError as e:
+        raise ConfigError(f"{target}: {e}") from e
 
 
 class HFSegmentationModel(SegmentationModel):
-    """A transformers model whose forward returns ``.logits`` (N, C, h, w)."""
+    """A transformers (or transformers-composed) model whose forward returns ``.logits`` (N, C, h, w)."""
 
-    def __init__(self, module: torch.nn.Module, processor: ResizeNormalize, name: str, weights: dict, label_set: str | None,
-                 family: str | None = None, device: str = "cpu", precision: str = "fp32", amp: str = "autocast",
-                 upsample: str = "bilinear", channels_last: bool = False, compile: bool = False):
+    def __init__(self, module: torch.nn.Module, processor: ResizeNormalize, name: str, weights: dict,
+                 label_set: str | None, family: str | None = None, device: str = "cpu", precision: str = "fp32",
+                 amp: str = "autocast", upsample: str = "bilinear", channels_last: bool = False,
+                 compile: bool = False):
         super().__init__(device=device, precision=precision, amp=amp, upsample=upsample)
         config = module.config
         self.name = name
@@ -62,7 +197,7 @@ class HFSegmentationModel(SegmentationModel):
         self.image_mean = tuple(float(x) for x in processor.image_mean)
         self.image_std = tuple(float(x) for x in processor.image_std)
         self.channels_last = channels_last
-        _set_matmul_precision(self.device, precision)
+        set_matmul_precision(self.device, precision)
         module = module.eval().to(self.device)
         if amp == "cast" and precision in ("fp16", "bf16"):
             module = module.to(DTYPES[precision])
@@ -78,10 +213,129 @@ class HFSegmentationModel(SegmentationModel):
         return self._call(pixel_values=pixel_values).logits
 
 
-def _set_matmul_precision(device: torch.device, precision: str) -> None:
-    """tf32 allows TF32 tensor cores for fp32 matmuls and convolutions; fp32 keeps full precision."""
+def set_matmul_precision(device: torch.device, precision: str) -> None:
+    """``tf32`` allows TF32 tensor cores for fp32 matmuls and cuDNN convolutions; other precisions forbid them."""
     if device.type != "cuda":
         return
     allow = precision == "tf32"
     torch.backends.cuda.matmul.allow_tf32 = allow
     torch.backends.cudnn.allow_tf32 = allow
+
+
+def load_hf_model(name_or_path: str, spec=None, weights: str | None = None, attn_implementation: str | None = None,
+                  trust_remote_code: bool = False, **adapter_kwargs) -> HFSegmentationModel:
+    """Build the adapter of a registry spec, a local save_pretrained directory or a hub id.
+
+    weights: None (pretrained: the spec's hub id, the directory itself or the hub id),
+    ``"random"`` (the architecture from the spec's or directory's config.json, seeded) or a
+    path (a save_pretrained directory, or an original DPT checkpoint file for DPT specs).
+    ``adapter_kwargs`` go to :class:`HFSegmentationModel` (device, precision, amp, upsample,
+    channels_last, compile).
+    """
+    from harness.models import hub
+
+    local = Path(name_or_path)
+    is_dir = spec is None and local.is_dir()
+    spec_config = config_from_dict(spec.config_dict(), str(spec.config_path)) if spec else None
+    if weights == "random":
+        if spec_config is not None:
+            config = spec_config
+        elif is_dir:
+            config = config_from_dict(read_json(local / "config.json"), str(local / "config.json")) \
+                if (local / "config.json").is_file() else _no_config(local)
+        else:
+            from transformers import AutoConfig
+
+            config = hub.load_pretrained(AutoConfig, name_or_path, trust_remote_code=trust_remote_code)
+        family = spec.family if spec else family_of(config)
+        check_attention_setting(name_or_path, family, attn_implementation)
+        module = build_random(config, attn_implementation)
+        provenance: dict = {"source": "random", "seed": RANDOM_SEED}
+        processor = _processor(local if is_dir else None, spec, None)
+    else:
+        family = spec.family if spec else None
+        if spec is not None:
+            check_attention_setting(name_or_path, family, attn_implementation)
+        if weights is not None:
+            wpath = Path(weights)
+            if wpath.is_file():
+                module = _load_checkpoint_file(name_or_path, spec, spec_config, wpath, attn_implementation)
+                processor = _processor(None, spec, None)
+            elif wpath.is_dir():
+                module = _load_dir(wpath, spec_config, family, name_or_path, attn_implementation, trust_remote_code)
+                processor = _processor(wpath, spec, None)
+            else:
+                raise WeightsError(f"weights {weights!r} for {name_or_path!r}: no such file or directory")
+            provenance = hub.local_provenance(wpath)
+        elif spec is not None:
+            if spec.hub_id is None:
+                raise WeightsError(f"{spec.name!r} has no published checkpoint in transformers format; give "
+                                   f"`weights: /path/to/checkpoint` (an original DPT .pt file or a save_pretrained "
+                                   f"directory) or `weights: random`")
+            module = load_pretrained_module(spec.hub_id, spec_config, attn_implementation, trust_remote_code)
+            provenance = {"source": "hub", "id": spec.hub_id, "revision": hub.cached_revision(spec.hub_id)}
+            processor = _processor(None, spec, spec.hub_id)
+        elif is_dir:
+            module = _load_dir(local, None, None, name_or_path, attn_implementation, trust_remote_code)
+            provenance = hub.local_provenance(local)
+            processor = _processor(local, None, None)
+        else:
+            module = load_pretrained_module(name_or_path, None, attn_implementation, trust_remote_code)
+            check_attention_setting(name_or_path, family_of(module.config), attn_implementation)
+            provenance = {"source": "hub", "id": name_or_path, "revision": hub.cached_revision(name_or_path)}
+            processor = _processor(None, None, name_or_path)
+    if trust_remote_code:
+        provenance["trust_remote_code"] = True
+    if getattr(module.config, "model_type", "") == "dpt":
+        from harness.models.dpt import check_input_size
+
+        check_input_size(module.config, processor.output_size, name_or_path)
+    return HFSegmentationModel(module, processor, name=name_or_path, weights=provenance,
+                               label_set=spec.label_set if spec else None, family=spec.family if spec else None,
+                               **adapter_kwargs)
+
+
+def _no_config(path: Path):
+    raise WeightsError(f"{path}: no config.json to build the architecture from (expected a save_pretrained "
+                       f"directory holding config.json and preprocessor_config.json)")
+
+
+def _load_dir(path: Path, spec_config, family: str | None, name: str, attn_implementation: str | None,
+              trust_remote_code: bool) -> torch.nn.Module:
+    if not (path / "config.json").is_file():
+        _no_config(path)
+    config = config_from_dict(read_json(path / "config.json"), str(path / "config.json"))
+    check_attention_setting(name, family or family_of(config), attn_implementation)
+    if spec_config is not None and config.model_type != spec_config.model_type:
+        raise WeightsError(f"{path}/config.json: model_type {config.model_type!r} does not match the registry "
+                           f"architecture of {name!r} ({spec_config.model_type!r})")
+    return load_pretrained_module(str(path), config, attn_implementation, trust_remote_code)
+
+
+def _load_checkpoint_file(name: str, spec, spec_config, path: Path, attn_implementation: str | None):
+    if spec is None or spec.family != "dpt" or spec.builder != "auto":
+        raise WeightsError(f"{path}: checkpoint files are read for the DPT registry models (dpt-large, dpt-hybrid) "
+                           f"in the original repository's format; for {name!r} give a save_pretrained directory")
+    from harness.models.dpt_original import load_original_checkpoint
+
+    return load_original_checkpoint(path, spec_config, attn_implementation=attn_implementation)
+
+
+def _processor(directory: Path | None, spec, hub_id: str | None) -> ResizeNormalize:
+    """The model's preprocessing: the directory's or the hub snapshot's preprocessor_config.json, else the spec's."""
+    if directory is not None:
+        pc = Path(directory) / "preprocessor_config.json"
+        if pc.is_file():
+            return preprocessor_from_dict(read_json(pc), str(pc))
+        if spec is None:
+            raise WeightsError(f"{directory}: no preprocessor_config.json, so the model's own preprocessing is "
+                               f"unknown (save the image processor with save_pretrained next to the model)")
+    if hub_id is not None:
+        from harness.models import hub
+
+        cached = hub.cached_file(hub_id, "preprocessor_config.json")
+        if cached is None and spec is None:
+            cached = hub.hub_file(hub_id, "preprocessor_config.json")
+        if cached is not None:
+            return preprocessor_from_dict(read_json(cached), f"{hub_id}/preprocessor_config.json")
+    return preprocessor_from_dict(spec.processor_dict(), str(spec.processor_path))

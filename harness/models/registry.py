@@ -14,8 +14,12 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 class ModelSpec:
     """A registered architecture: its published checkpoint and its offline config files.
 
-    ``builder`` is ``"auto"`` (transformers' AutoModelForSemanticSegmentation) or ``"dpt-swin"``
-    (a DPT neck and head on a Swin V2 backbone, composed in :mod:`harness.models.dpt_swin`).
+    ``builder`` is ``"auto"`` (transformers' AutoModelForSemanticSegmentation), ``"dpt-swin"``
+    (a DPT neck and head on a Swin V2 backbone, composed in :mod:`harness.models.dpt_swin`) or
+    ``"torchvision"`` (a torchvision segmentation model, behind the optional ``vision`` extra,
+    whose architecture and preprocessing live in :mod:`harness.models.torchvision_models`
+    rather than in configs/*.json). ``input_size`` is (height, width) in pixels;
+    ``published_params_m`` the parameter count in millions the model's authors give.
     """
 
     name: str
@@ -26,6 +30,11 @@ class ModelSpec:
     description: str
     builder: str = "auto"
     published_params_m: float | None = None
+
+    @property
+    def kind(self) -> str:
+        """``"torchvision"`` or ``"hf"`` (a transformers architecture described by configs/<name>.json)."""
+        return "torchvision" if self.builder == "torchvision" else "hf"
 
     @property
     def config_path(self) -> Path:
@@ -74,4 +83,20 @@ _SPECS = [
                     ("b5", 640, 84.7))
 ]
 
+_SPECS += [
+    ModelSpec(name, "cnn", None, "voc", (520, 520), f"torchvision {desc} (COCO subset with the 20 VOC classes; "
+              "needs the vision extra)", builder="torchvision", published_params_m=p)
+    for name, desc, p in (("fcn-resnet50", "FCN-ResNet50", 35.3), ("fcn-resnet101", "FCN-ResNet101", 54.3),
+                          ("deeplabv3-resnet50", "DeepLabV3-ResNet50", 42.0),
+                          ("deeplabv3-resnet101", "DeepLabV3-ResNet101", 61.0),
+                          ("lraspp-mobilenetv3", "LRASPP-MobileNetV3-Large", 3.2))
+]
+
 MODELS: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
+# other names accepted for registry entries (name -> registry name)
+ALIASES: dict[str, str] = {"dpt-swin": "dpt-swinv2-tiny"}
+
+
+def resolve(name: str) -> ModelSpec | None:
+    """The spec registered under ``name`` or one of its aliases, else None."""
+    return MODELS.get(ALIASES.get(name, name))
