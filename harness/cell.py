@@ -83,6 +83,38 @@ def _save_png(path: Path, array: np.ndarray) -> None:
     Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), mode="L").save(path)
 
 
+class _StageClock:
+    """Seconds spent per stage of the accuracy loop: waiting for data, forward, postprocess, metric.
+
+    On CUDA each stage is synchronised before it is read, so time is charged where it is spent.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.totals: dict[str, float] = {"data_wait": 0.0, "forward": 0.0, "postprocess": 0.0, "metric": 0.0}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.totals[stage] = self.totals.get(stage, 0.0) + seconds
+
+    def run(self, stage: str, fn, *args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        lat._sync(self.device)
+        self.add(stage, time.perf_counter() - t0)
+        return out
+
+    def wait(self, iterable):
+        it = iter(iterable)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            self.add("data_wait", time.perf_counter() - t0)
+            yield item
+
+
 def evaluate_accuracy(model, dataset, cell: Cell, run_dir: Path, result: dict, share=None) -> None:
     """Confusion-matrix metrics over the whole (limited) dataset; saves a few qualitative samples.
 
@@ -113,22 +145,28 @@ def evaluate_accuracy(model, dataset, cell: Cell, run_dir: Path, result: dict, s
     try:
         with tqdm(total=len(share), desc=f"accuracy {cell.cell_id[:40]}", unit="img", leave=False,
                   file=sys.stderr, disable=not dinfo.is_main) as bar:
-            for batch in loader:
+            clock = _StageClock(model.device)
+            for batch in clock.wait(loader):
                 skipped.extend(batch.skipped)
                 if not batch.ids:
                     bar.update(len(batch.skipped))
                     continue
                 if whole:
-                    preds = model.postprocess(model.forward(batch.pixel_values), batch.sizes)
+                    outputs = clock.run("forward", model.forward, batch.pixel_values)
+                    preds = clock.run("postprocess", model.postprocess, outputs, batch.sizes)
                 else:
-                    preds = [predict_with_protocol(model, im, cell.protocol) for im in batch.images]
+                    preds = clock.run("forward", lambda ims: [predict_with_protocol(model, im, cell.protocol)
+                                                              for im in ims], batch.images)
+                t_metric = time.perf_counter()
                 for pred, label, sid in zip(preds, batch.labels, batch.ids, strict=True):
                     target = torch.from_numpy(np.asarray(label)).to(pred.device)
                     metrics.update(pred.unsqueeze(0), target.unsqueeze(0))
                     if len(result["samples"]) < keep:
                         result["samples"].append(_save_sample(run_dir, cell, share, sid, pred, label))
+                clock.add("metric", time.perf_counter() - t_metric)
                 n_done += len(batch.ids)
                 bar.update(len(batch.ids) + len(batch.skipped))
+            result["timing"]["accuracy_breakdown_s"] = clock.totals
     except Exception as e:  # tell the other ranks before raising, so none waits forever
         failure = e
     if dinfo.active:

@@ -101,6 +101,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if result["status"] != "ok":
         print(f"segbench eval: {result['status']}: {result['error']}", file=sys.stderr)
         return 1
+    if args.profile:
+        from harness.profile import describe
+
+        print(describe(result), file=sys.stderr)
     out = {"model": result["model"], "weights": result["weights"], "dataset": result["dataset"],
            "metrics": result["metrics"], "metrics_note": result["metrics_note"], "data": {
                k: result["data"][k] for k in ("num_samples", "digest", "skipped")}}
@@ -118,6 +122,15 @@ def _cmd_merge(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if rep.missing:
         print(f"{len(rep.missing)} cell(s) missing: {', '.join(rep.missing[:10])}", file=sys.stderr)
+    return 0
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from harness.profile import describe
+    from harness.results import load_run
+
+    for cell in load_run(args.run).cells.values():
+        print(describe(cell))
     return 0
 
 
@@ -148,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--force", action="store_true", help="merge even if suites or environments differ")
     g.set_defaults(func=_cmd_merge)
 
+    pr = sub.add_parser("profile", help="where each cell's time went: load, data wait, forward, postprocess, metric")
+    pr.add_argument("run", metavar="RUN_DIR")
+    pr.set_defaults(func=_cmd_profile)
+
     m = sub.add_parser("models", help="list the model registry")
     m.add_argument("--json", action="store_true")
     m.set_defaults(func=_cmd_models)
@@ -170,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--workers", type=int, default=0)
     e.add_argument("--upsample", default="bilinear", choices=("bilinear", "bicubic"))
     e.add_argument("--on-bad-sample", default="error", choices=("error", "skip"))
+    e.add_argument("--profile", action="store_true", help="print where the time went (load, data, forward, ...)")
     e.set_defaults(func=_cmd_eval)
 
     try:
