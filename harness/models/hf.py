@@ -318,7 +318,9 @@ def _load_checkpoint_file(name: str, spec, spec_config, path: Path, attn_impleme
                            f"in the original repository's format; for {name!r} give a save_pretrained directory")
     from harness.models.dpt_original import load_original_checkpoint
 
-    return load_original_checkpoint(path, spec_config, attn_implementation=attn_implementation)
+    if attn_implementation:
+        spec_config._attn_implementation = attn_implementation
+    return load_original_checkpoint(path, spec_config)
 
 
 def _processor(directory: Path | None, spec, hub_id: str | None) -> ResizeNormalize:
