@@ -21,7 +21,8 @@ from harness.errors import ConfigError, did_you_mean
 from harness.models.base import SegmentationModel
 from harness.models.registry import ALIASES, MODELS, ModelSpec, resolve
 
-__all__ = ["load_model", "MODELS", "ALIASES", "ModelSpec", "model_infos", "SegmentationModel"]
+__all__ = ["load_model", "MODELS", "ALIASES", "ModelSpec", "model_infos", "missing_weights", "count_params",
+           "SegmentationModel"]
 
 RUNTIMES = ("pytorch", "onnxruntime", "litert")
 
@@ -105,8 +106,46 @@ def _weights_present(spec: ModelSpec) -> bool | None:
     return cached_revision(spec.hub_id) is not None
 
 
-@cache
+def missing_weights(name_or_path: str, weights: str | None = None) -> str | None:
+    """Why the pretrained weights of a registry model are not available locally (None when they are).
+
+    For preflight checks: nothing is loaded and nothing is downloaded. ``weights="random"`` or an
+    existing path is always available; names outside the registry give None (the load reports them).
+    """
+    if weights == "random":
+        return None
+    if weights is not None:
+        return None if Path(weights).exists() else f"weights path {weights} does not exist"
+    spec = resolve(name_or_path)
+    if spec is None:
+        return None
+    if spec.kind == "torchvision":
+        from harness.models import torchvision_models as tv
+
+        path = tv.checkpoint_path(spec.name)
+        if path is None:
+            return f"{spec.name} needs torchvision: {tv.INSTALL_HINT}"
+        return None if path.is_file() else (f"{path.name} is not in torch.hub's checkpoint folder {path.parent}; "
+                                            f"copy it there or set `weights: /path/to/file.pth`")
+    if spec.hub_id is None:
+        return (f"{spec.name} has no checkpoint in transformers format: set `weights:` to an original DPT "
+                "checkpoint file or a save_pretrained directory")
+    from harness.models.hub import cache_dir, cached_revision
+
+    if cached_revision(spec.hub_id) is None:
+        return (f"{spec.hub_id} is not in the Hugging Face cache ({cache_dir()}): download it on a connected "
+                f"machine (`hf download {spec.hub_id}`) or set `weights: /path/to/dir`")
+    return None
+
+
 def param_count(name: str) -> int | None:
+    """Parameters of a registry architecture: the spec's exact count, else counted on the meta device."""
+    spec = MODELS[name]
+    return spec.params if spec.params is not None else count_params(name)
+
+
+@cache
+def count_params(name: str) -> int | None:
     """Parameters of a registry architecture, counted on the meta device (no memory, no weights).
 
     Falls back to the published figure when the architecture cannot be built here (torchvision absent).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -30,6 +30,7 @@ class ModelSpec:
     description: str
     builder: str = "auto"
     published_params_m: float | None = None
+    params: int | None = None  # exact count of the architecture (checked against a meta-device build in tests)
 
     @property
     def kind(self) -> str:
@@ -92,7 +93,16 @@ _SPECS += [
                           ("lraspp-mobilenetv3", "LRASPP-MobileNetV3-Large", 3.2))
 ]
 
-MODELS: dict[str, ModelSpec] = {s.name: s for s in _SPECS}
+# exact parameter counts of the architectures as built here (transformers 5 / torchvision 0.29)
+PARAMS = {"dpt-large": 343_960_364, "dpt-hybrid": 123_307_884, "dpt-swinv2-tiny": 41_231_808,
+          "upernet-convnext-tiny": 60_242_636, "upernet-convnext-small": 81_877_196,
+          "upernet-convnext-base": 122_102_956, "deeplabv3-mobilenetv2": 2_525_717, "segformer-b0": 3_752_694,
+          "segformer-b1": 13_715_798, "segformer-b2": 27_461_974, "segformer-b3": 47_337_814,
+          "segformer-b4": 64_108_374, "segformer-b5": 84_708_694, "fcn-resnet50": 35_322_218,
+          "fcn-resnet101": 54_314_346, "deeplabv3-resnet50": 42_004_074, "deeplabv3-resnet101": 60_996_202,
+          "lraspp-mobilenetv3": 3_221_538}
+
+MODELS: dict[str, ModelSpec] = {s.name: replace(s, params=PARAMS.get(s.name)) for s in _SPECS}
 # other names accepted for registry entries (name -> registry name)
 ALIASES: dict[str, str] = {"dpt-swin": "dpt-swinv2-tiny"}
 
