@@ -24,18 +24,12 @@ def missing_weights(cell: Cell) -> str | None:
             return (f"{spec['file']} not found in {', '.join(map(str, weights_dirs()))} "
                     "(set SEGBENCH_WEIGHTS to the folder holding it)")
         return None
-    from harness.models import MODELS
+    from harness.models import missing_weights as registry_missing
     from harness.models.hub import cache_dir, cached_revision
+    from harness.models.registry import resolve
 
-    spec = MODELS.get(cell.model)
-    if spec is not None:
-        if spec.hub_id is None:
-            return (f"{spec.name} has no checkpoint in transformers format: set `weights:` to an original DPT "
-                    "checkpoint file or a save_pretrained directory")
-        if cached_revision(spec.hub_id) is None:
-            return (f"{spec.hub_id} is not in the Hugging Face cache ({cache_dir()}): download it on a connected "
-                    f"machine (`huggingface-cli download {spec.hub_id}`) or set `weights: /path/to/dir`")
-        return None
+    if resolve(cell.model) is not None:
+        return registry_missing(cell.model, cell.weights)
     if Path(cell.model).is_dir() or "/" not in cell.model or cell.model.startswith((".", "/")):
         return None  # a local directory, or an unknown name the cell itself will report
     if cached_revision(cell.model) is None:

@@ -14,8 +14,9 @@ from transformers import DPTConfig, DPTForSemanticSegmentation
 
 import harness
 from harness.errors import WeightsError
-from harness.models import MODELS, _config_from_dict
+from harness.models import MODELS
 from harness.models.dpt_original import convert_state_dict, load_original_checkpoint
+from harness.models.hf import config_from_dict
 
 
 def original_state_dict(cfg: DPTConfig, hybrid: bool, make=torch.randn) -> dict[str, torch.Tensor]:
@@ -149,7 +150,7 @@ def test_release_wrapper_form_is_accepted(tmp_path):
 
 @pytest.mark.parametrize("name,hybrid", [("dpt-large", False), ("dpt-hybrid", True)])
 def test_full_size_original_keys_map_onto_the_registry_architecture(name, hybrid):
-    cfg = _config_from_dict(MODELS[name].config_dict())
+    cfg = config_from_dict(MODELS[name].config_dict())
     meta = lambda *s: torch.empty(*s, device="meta")  # noqa: E731  names and shapes only
     converted, ignored, unmapped = convert_state_dict(original_state_dict(cfg, hybrid, make=meta), hybrid)
     with torch.device("meta"):
@@ -197,7 +198,7 @@ def test_a_malicious_pickle_is_refused_and_runs_nothing(tmp_path):
 
 
 def test_registry_model_with_an_original_checkpoint_records_its_sha256(tmp_path):
-    cfg = _config_from_dict(MODELS["dpt-hybrid"].config_dict())
+    cfg = config_from_dict(MODELS["dpt-hybrid"].config_dict())
     assert cfg.is_hybrid
     small = tiny_config()
     path = tmp_path / "ckpt.pt"
