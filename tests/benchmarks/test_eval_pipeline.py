@@ -1,0 +1,105 @@
+"""Evaluation pipeline speed on the CPU: segbench's accuracy loop (decode + preprocess in DataLoader
+workers, batched forward, batched resize + argmax, fused-bincount metrics) against
+(a) the model-only throughput of the same model, and (b) the naive per-image loop a user writes
+(open, image processor, forward, upsample, argmax, numpy metric update). Same metrics required.
+
+Run: .venv/bin/pytest tests/benchmarks/test_eval_pipeline.py --benchmark-enable -s
+Targets (asserted with --benchmark-enable): end to end >= 90% of model-only, >= 2x the naive loop.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import harness
+from harness.cell import base_result, evaluate_accuracy
+from harness.measure.latency import time_iterations
+from harness.suite import DEFAULT_MEASURE, DEFAULT_PROTOCOL, Cell
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from layouts import write_ade20k  # noqa: E402
+from tiny_models import save_tiny_segformer  # noqa: E402
+
+
+def naive_loop(model_dir: Path, root: Path, C: int = 150) -> tuple[dict, float]:
+    """One image at a time with the transformers processor and a numpy per-class metric."""
+    import json
+
+    from transformers import DPTImageProcessorPil, SegformerForSemanticSegmentation
+
+    d = json.loads((model_dir / "preprocessor_config.json").read_text())
+    processor = DPTImageProcessorPil(size=d["size"], image_mean=d["image_mean"], image_std=d["image_std"],
+                                     resample=d["resample"])  # the same resize/rescale/normalise as the model's
+    net = SegformerForSemanticSegmentation.from_pretrained(model_dir).eval()
+    inter, union, correct, total = np.zeros(C), np.zeros(C), 0, 0
+    t0 = time.perf_counter()
+    for img_path in sorted((root / "images" / "validation").glob("*.jpg")):
+        image = Image.open(img_path).convert("RGB")
+        raw = np.asarray(Image.open(root / "annotations" / "validation" / f"{img_path.stem}.png")).astype(np.int64)
+        label = np.where(raw == 0, 255, raw - 1)
+        with torch.no_grad():
+            logits = net(**processor(images=image, return_tensors="pt")).logits
+        logits = F.interpolate(logits, size=label.shape, mode="bilinear", align_corners=False)
+        pred = logits[0].argmax(0).numpy()
+        valid = label != 255
+        for c in range(C):
+            p, t = (pred == c) & valid, (label == c) & valid
+            inter[c] += np.sum(p & t)
+            union[c] += np.sum(p | t)
+        correct += np.sum((pred == label) & valid)
+        total += np.sum(valid)
+    seconds = time.perf_counter() - t0
+    with np.errstate(invalid="ignore"):
+        iou = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
+    return {"mIoU": float(np.nanmean(iou)), "aAcc": correct / total}, seconds
+
+
+def test_pipeline_vs_model_only_and_naive_loop(tmp_path, benchmark, enforce_targets):
+    import json
+
+    n = 16 if enforce_targets else 2
+    if enforce_targets:  # the real SegFormer-B0 architecture (random weights, saved so both loops load them)
+        from harness.models import MODELS
+
+        model_dir = tmp_path / "segformer-b0"
+        harness.load_model("segformer-b0", weights="random").module.save_pretrained(model_dir)
+        (model_dir / "preprocessor_config.json").write_text(json.dumps(MODELS["segformer-b0"].processor_dict()))
+    else:
+        model_dir = save_tiny_segformer(tmp_path / "m", image_size=512)
+    root = write_ade20k(tmp_path / "data", n=n, sizes=[(512, 683), (480, 640)])
+    model = harness.load_model(str(model_dir))
+    dataset = harness.load_dataset("ade20k", root=str(root))
+    cell = Cell(model=str(model_dir), weights=None, dataset="ade20k", dataset_root=str(root),
+                dataset_split="validation", dataset_limit=None, dataset_options={}, device="cpu", precision="fp32",
+                amp="autocast", batch_size=4, runtime="pytorch", variant={}, protocol=dict(DEFAULT_PROTOCOL),
+                measure=dict(DEFAULT_MEASURE, num_workers=1, samples=0))
+    result = base_result(cell)
+    result["data"] = {}
+    t0 = time.perf_counter()
+    evaluate_accuracy(model, dataset, cell, tmp_path, result)
+    ours_s = time.perf_counter() - t0
+    naive_metrics, naive_s = naive_loop(model_dir, root)
+    # batched and per-image forwards may round differently and flip an argmax near a tie
+    assert abs(result["metrics"]["aAcc"] - naive_metrics["aAcc"]) < 1e-6
+    assert abs(result["metrics"]["mIoU"] - naive_metrics["mIoU"]) < 1e-6
+
+    batches = [model.preprocess([dataset.load(j % n).image for j in range(i, i + 4)]) for i in range(0, 8, 4)]
+    fwd_ms = time_iterations(model.forward, batches, warmup=1, iters=max(2, n // 4))
+    model_only_ips = 4 * 1000.0 / float(np.mean(fwd_ms))
+    ours_ips = n / ours_s
+    benchmark.pedantic(lambda: None, rounds=1)
+    print(f"\n{n} ADE20K-layout images (512x683 / 480x640), {model_dir.name} at 512x512, batch 4, 1 worker, "
+          f"{torch.get_num_threads()} threads (CPU):")
+    print(f"  model-only {model_only_ips:.1f} img/s; segbench end to end {ours_ips:.1f} img/s "
+          f"({100 * ours_ips / model_only_ips:.0f}% of model-only); naive loop {n / naive_s:.1f} img/s; "
+          f"segbench / naive = {naive_s / ours_s:.2f}x; breakdown {result['timing']['accuracy_breakdown_s']}")
+    if enforce_targets:
+        assert naive_s / ours_s >= 2.0
+        assert ours_ips >= 0.9 * model_only_ips
