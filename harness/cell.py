@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.errors import ConfigError, SegbenchError
+from harness.errors import ConfigError, SegbenchError, UnsupportedError
 from harness.measure import latency as lat
 from harness.measure import memory as mem
 from harness.results import SCHEMA_VERSION, cell_path, write_json_atomic
@@ -406,6 +406,8 @@ def run_cell(cell: Cell, run_dir: Path, load_model=None, load_dataset=None) -> d
         result["status"] = "ok"
     except torch.OutOfMemoryError as e:
         result.update(status="oom", error=f"OutOfMemoryError: {str(e).splitlines()[0] if str(e) else 'out of memory'}")
+    except UnsupportedError as e:  # a valid combination this model/runtime/device cannot run
+        result.update(status="skipped", error=f"unsupported: {e}")
     except SegbenchError as e:
         result.update(status="error", error=f"{type(e).__name__}: {e}")
     except Exception as e:  # a failure of this cell must not lose what was measured

@@ -14,6 +14,11 @@ class ConfigError(SegbenchError):
     """A suite or command-line value is wrong (unknown key, wrong type, unknown name)."""
 
 
+class UnsupportedError(ConfigError):
+    """A valid setting that this model, runtime or device cannot run (e.g. attention variants on a
+    CNN, bf16 for a quantized LiteRT model): the cell is recorded as ``skipped`` with the reason."""
+
+
 class DataError(SegbenchError):
     """A dataset is missing, incomplete or holds a broken sample.
 

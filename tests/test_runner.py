@@ -164,3 +164,21 @@ def test_sigterm_keeps_finished_cells(tmp_path, faults, monkeypatch):
     run_dir = cells[0].parents[1]
     assert json.loads(cells[0].read_text())["status"] == "ok"
     assert load_run(run_dir).missing and "resume" in err
+
+
+def test_unsupported_combinations_are_skipped_with_the_reason(tmp_path):
+    data = {"name": "unsup", "models": [{"name": "deeplabv3-mobilenetv2", "weights": "random"}],
+            "datasets": [{"name": "synthetic", "options": {"num_samples": 1, "image_size": [32, 32]}}],
+            "devices": ["cpu", "cuda"], "precisions": ["fp32", "tf32"],
+            "variants": [{"attn_implementation": "eager"}], "measure": {"iters": 1}}
+    p = tmp_path / "u.yaml"
+    p.write_text(yaml.safe_dump(data))
+    summary = run_suite(p, out_dir=tmp_path / "r", echo=False)
+    cells = {(c["device"], c["precision"]): c for c in load_run(summary.run_dir).cells.values()}
+    assert {c["status"] for c in cells.values()} == {"skipped"} and summary.exit_code == 0
+    assert "is a CNN" in cells[("cpu", "fp32")]["error"]
+    assert "tf32 applies to CUDA" in cells[("cpu", "tf32")]["error"]
+    import torch
+
+    if not torch.cuda.is_available():
+        assert "CUDA is not available" in cells[("cuda", "fp32")]["error"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from harness.errors import ConfigError, did_you_mean
+from harness.errors import ConfigError, UnsupportedError, did_you_mean
 from harness.models.base import SegmentationModel
 from harness.models.registry import ALIASES, MODELS, ModelSpec, resolve
 
@@ -66,7 +66,7 @@ def load_model(name_or_path: str, weights: str | None = None, device: str = "cpu
         raise ConfigError(f"model {name_or_path!r}: unknown option(s) {', '.join(sorted(options))} "
                           "(the PyTorch runtime takes none; options are for the onnxruntime and litert runtimes)")
     if runtime == "onnxruntime" and compile:
-        raise ConfigError(f"model {name_or_path!r}: compile=True does not apply to the onnxruntime runtime")
+        raise UnsupportedError(f"model {name_or_path!r}: compile=True does not apply to the onnxruntime runtime")
     spec = resolve(name_or_path)
     if spec is None and not _looks_like_path(name_or_path) and "/" not in name_or_path:
         raise ConfigError(f"unknown model {name_or_path!r}{did_you_mean(name_or_path, [*MODELS, *ALIASES])}: not "

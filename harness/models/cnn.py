@@ -8,7 +8,7 @@ configuration error for it rather than a silent no-op.
 
 from __future__ import annotations
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, UnsupportedError
 
 FAMILIES = ("dpt", "cnn", "transformer")
 CNN_MODEL_TYPES = frozenset({"mobilenet_v1", "mobilenet_v2", "mobilevit", "mobilevitv2", "convnext", "convnextv2",
@@ -39,7 +39,7 @@ def check_attention_setting(name: str, family: str, attn_implementation: str | N
     if attn_implementation is None:
         return
     if family == "cnn":
-        raise ConfigError(f"model {name!r} is a CNN: attn_implementation={attn_implementation!r} does not apply "
+        raise UnsupportedError(f"model {name!r} is a CNN: attn_implementation={attn_implementation!r} does not apply "
                           "(it has no attention layers); drop the setting for this model")
     if attn_implementation not in ATTENTION_IMPLEMENTATIONS:
         raise ConfigError(f"model {name!r}: attn_implementation {attn_implementation!r} is not one of "

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from harness.errors import ConfigError, WeightsError
+from harness.errors import ConfigError, UnsupportedError, WeightsError
 from harness.models.base import SegmentationModel
 
 # name -> file in the weights folder and how its labels map to the dataset's
@@ -187,9 +187,9 @@ def load_litert_model(name_or_path: str, device: str = "cpu", precision: str = "
         raise ConfigError(f"LiteRT model {name_or_path!r}: unknown option(s) {', '.join(sorted(options))}; "
                           "allowed: label_set, label_map, num_threads, input_mean, input_std")
     if torch.device(device).type != "cpu":
-        raise ConfigError(f"LiteRT models run on the CPU here; device {device!r} is not supported")
+        raise UnsupportedError(f"LiteRT models run on the CPU here; device {device!r} is not supported")
     if precision != "fp32":
-        raise ConfigError(f"LiteRT model {name_or_path!r} runs as stored (quantized); precision {precision!r} "
+        raise UnsupportedError(f"LiteRT model {name_or_path!r} runs as stored (quantized); precision {precision!r} "
                           "does not apply: use fp32 for LiteRT cells")
     spec = LITERT_MODELS.get(name_or_path)
     if weights not in (None, "random") and Path(weights).is_file():
@@ -205,7 +205,7 @@ def load_litert_model(name_or_path: str, device: str = "cpu", precision: str = "
             raise WeightsError(f"{name_or_path}: no such .tflite file and not a registered LiteRT model "
                                f"({', '.join(LITERT_MODELS)})")
     if weights == "random":
-        raise ConfigError(f"{name_or_path!r}: LiteRT models carry their weights; `weights: random` does not apply")
+        raise UnsupportedError(f"{name_or_path!r}: LiteRT models carry their weights; `weights: random` does not apply")
     return LiteRTModel(path, name=name_or_path, label_set=label_set or (spec or {}).get("label_set"),
                        label_map=label_map if label_map is not None else (spec or {}).get("label_map"),
                        num_threads=num_threads, input_mean=input_mean, input_std=input_std, device=device,
