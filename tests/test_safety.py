@@ -35,7 +35,7 @@ def test_remote_code_does_not_run_without_explicit_consent(tmp_path, weights):
     with pytest.raises(Exception) as info:
         harness.load_model(str(d), weights=weights)
     assert not marker.exists()
-    assert "evil-seg" in str(info.value) or "trust_remote_code" in str(info.value)
+    assert "evil-seg" in str(info.value) and "trust_remote_code: true" in str(info.value)
 
 
 def test_report_marks_remote_code_cells(tmp_path):

@@ -125,7 +125,9 @@ def config_from_dict(d: dict, source: str = "config"):
 
     model_type = d.get("model_type")
     if model_type not in CONFIG_MAPPING:
-        raise ConfigError(f"{source}: model_type {model_type!r} is not known to this transformers version")
+        hint = (" (its config names custom code in auto_map: segbench never runs code shipped with a model "
+                "unless the suite sets `trust_remote_code: true` for it)" if d.get("auto_map") else "")
+        raise ConfigError(f"{source}: model_type {model_type!r} is not known to this transformers version{hint}")
     return CONFIG_MAPPING[model_type].from_dict(d)
 
 
