@@ -87,3 +87,18 @@ def write_folder(root: Path, n: int = 3, classes=("sky", "road", "car"), seed: i
         Image.fromarray(_regions(rng, 30, 40, list(range(len(classes)))), mode="L").save(
             root / "masks" / f"img{i}{mask_suffix}.png")
     return root
+
+
+def write_pascal_context(root: Path, n: int = 3, split: str = "val", seed: int = 0) -> Path:
+    """VOCdevkit/VOC2010 with JPEGImages, SegmentationClassContext (mode L, 0..59) and the split file."""
+    rng = np.random.default_rng(seed)
+    root = Path(root) / "VOCdevkit" / "VOC2010"
+    for d in ("JPEGImages", "SegmentationClassContext", "ImageSets/SegmentationContext"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    ids = [f"2008_{i:06d}" for i in range(n)]
+    for sid in ids:
+        _image(rng, 36, 48).save(root / "JPEGImages" / f"{sid}.jpg", quality=95)
+        values = [0] + [int(v) for v in rng.choice(np.arange(1, 60), size=3, replace=False)]
+        Image.fromarray(_regions(rng, 36, 48, values), mode="L").save(root / "SegmentationClassContext" / f"{sid}.png")
+    (root / "ImageSets" / "SegmentationContext" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+    return root

@@ -258,3 +258,17 @@ def test_hf_datasets_local_copy(tmp_path):
     shutil.rmtree(saved)
     with pytest.raises(DataError, match="not found"):
         load_dataset("ade20k-hf", root=str(saved))
+
+
+def test_pascal_context_59_layout(tmp_path):
+    from layouts import write_pascal_context
+
+    root = write_pascal_context(tmp_path)
+    ds = load_dataset("pascal-context-59", root=str(root))
+    assert len(ds) == 3 and ds.num_classes == 59 and ds.class_names[0] == "aeroplane"
+    s = ds.load(0)
+    raw = np.asarray(Image.open(root / "SegmentationClassContext" / f"{s.id}.png")).astype(np.int64)
+    assert np.array_equal(s.label, np.where(raw == 0, 255, raw - 1))
+    (root / "ImageSets" / "SegmentationContext" / "val.txt").unlink()
+    with pytest.raises(DataError, match="SegmentationContext/val.txt: split file not found"):
+        load_dataset("pascal-context-59", root=str(root))

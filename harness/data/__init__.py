@@ -37,6 +37,10 @@ def _factory(name: str):
         from harness.data.folder import FolderDataset
 
         return FolderDataset
+    if name == "pascal-context-59":
+        from harness.data.pascal_context import PascalContext59Dataset
+
+        return PascalContext59Dataset
     raise KeyError(name)
 
 
@@ -55,6 +59,11 @@ DATASETS: dict[str, DatasetInfo] = {
     "voc": DatasetInfo("voc", "Pascal VOC 2012 segmentation, 21 classes, 255 = boundary", 21, 255,
                        "VOCdevkit/VOC2012", "JPEGImages/*.jpg + SegmentationClass/*.png + "
                        "ImageSets/Segmentation/{split}.txt", ("val", "train", "trainval"), {"label_set": "voc"}),
+    "pascal-context-59": DatasetInfo("pascal-context-59", "Pascal Context, 59 classes (converted layout), "
+                                     "0 = background ignored", 59, 255, "VOCdevkit/VOC2010",
+                                     "JPEGImages/*.jpg + SegmentationClassContext/*.png + "
+                                     "ImageSets/SegmentationContext/{split}.txt", ("val", "train"),
+                                     {"label_set": "pascal_context_59"}),
     "folder": DatasetInfo("folder", "your own data: images/ + masks/ paired by stem, classes.txt", 0, 255, None,
                           "images/NAME.jpg + masks/NAME.png + classes.txt", extra={"label_set": None}),
 }
