@@ -125,6 +125,26 @@ def pair_by_stem(images: list[Path], labels: list[Path], image_key: Callable[[Pa
     return pairs, unpaired
 
 
+def read_id_list(split_file: Path, layout: str) -> list[str]:
+    """Sample ids, one per line, from a VOC-style split file (a DataError showing the layout if absent)."""
+    if not split_file.is_file():
+        raise DataError(f"{split_file}: split file not found. Expected layout:\n{layout}", path=str(split_file))
+    return [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
+
+
+def pair_by_id(root: Path, ids: list[str], label_dir: str, listed_in: str) -> tuple[list, list[dict]]:
+    """VOC-style pairing: JPEGImages/<id>.jpg with <label_dir>/<id>.png; missing files become skip records."""
+    pairs, unpaired = [], []
+    for sid in ids:
+        img, lab = root / "JPEGImages" / f"{sid}.jpg", root / label_dir / f"{sid}.png"
+        if img.is_file() and lab.is_file():
+            pairs.append((img, lab, sid))
+        else:
+            missing, what = (img, "image") if not img.is_file() else (lab, "label")
+            unpaired.append({"id": sid, "path": str(missing), "reason": f"{what} missing (listed in {listed_in})"})
+    return pairs, unpaired
+
+
 def require_dir(path: Path, what: str, layout: str) -> Path:
     """``path`` must be a directory; otherwise a DataError that shows the expected layout."""
     if not Path(path).is_dir():

@@ -19,7 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from harness.data.ade20k import reduce_zero_label
-from harness.data.files import PairedFilesDataset, generated_palette, require_dir, select
+from harness.data.files import (
+    PairedFilesDataset,
+    generated_palette,
+    pair_by_id,
+    read_id_list,
+    require_dir,
+    select,
+)
 from harness.errors import DataError
 
 LAYOUT = """  VOCdevkit/VOC2010/
@@ -48,19 +55,9 @@ class PascalContext59Dataset(PairedFilesDataset):
         if split not in SPLITS:
             raise DataError(f"pascal-context-59: split {split!r} is not one of {', '.join(SPLITS)}")
         split_file = root / "ImageSets" / "SegmentationContext" / f"{SPLITS[split]}.txt"
-        if not split_file.is_file():
-            raise DataError(f"{split_file}: split file not found. Expected layout:\n{LAYOUT}", path=str(split_file))
+        ids = read_id_list(split_file, LAYOUT)
         require_dir(root / "SegmentationClassContext", "SegmentationClassContext folder", LAYOUT)
-        pairs, unpaired = [], []
-        for sid in (line.strip() for line in split_file.read_text().splitlines()):
-            if not sid:
-                continue
-            img, lab = root / "JPEGImages" / f"{sid}.jpg", root / "SegmentationClassContext" / f"{sid}.png"
-            if img.is_file() and lab.is_file():
-                pairs.append((img, lab, sid))
-            else:
-                missing, what = (img, "image") if not img.is_file() else (lab, "label")
-                unpaired.append({"id": sid, "path": str(missing), "reason": f"{what} missing (listed in {split_file.name})"})
+        pairs, unpaired = pair_by_id(root, ids, "SegmentationClassContext", split_file.name)
         super().__init__(root, select(pairs, limit, shard), unpaired)
         self.palette = generated_palette(59)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.data.files import PairedFilesDataset, require_dir, select, voc_palette
+from harness.data.files import PairedFilesDataset, pair_by_id, read_id_list, require_dir, select, voc_palette
 from harness.errors import DataError
 
 LAYOUT = """  VOCdevkit/VOC2012/
@@ -44,18 +44,7 @@ class VOCDataset(PairedFilesDataset):
             ids = sorted(p.stem for p in split_file.glob("*.png"))
         else:
             split_file = root / "ImageSets" / "Segmentation" / f"{SPLITS[split]}.txt"
-            if not split_file.is_file():
-                raise DataError(f"{split_file}: split file not found (use split: all to take every annotated "
-                                f"image). Expected layout:\n{LAYOUT}", path=str(split_file))
-            ids = [line.strip() for line in split_file.read_text().splitlines() if line.strip()]
-        pairs, unpaired = [], []
-        for sid in ids:
-            img, lab = root / "JPEGImages" / f"{sid}.jpg", root / "SegmentationClass" / f"{sid}.png"
-            if img.is_file() and lab.is_file():
-                pairs.append((img, lab, sid))
-            else:
-                missing = img if not img.is_file() else lab
-                reason = "image missing" if not img.is_file() else "label missing"
-                unpaired.append({"id": sid, "path": str(missing), "reason": f"{reason} (listed in {split_file.name})"})
+            ids = read_id_list(split_file, LAYOUT + "\n(or use split: all to take every annotated image)")
+        pairs, unpaired = pair_by_id(root, ids, "SegmentationClass", split_file.name)
         super().__init__(root, select(pairs, limit, shard), unpaired)
         self.palette = voc_palette(256)[:21]
