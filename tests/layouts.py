@@ -102,3 +102,18 @@ def write_pascal_context(root: Path, n: int = 3, split: str = "val", seed: int =
         Image.fromarray(_regions(rng, 36, 48, values), mode="L").save(root / "SegmentationClassContext" / f"{sid}.png")
     (root / "ImageSets" / "SegmentationContext" / f"{split}.txt").write_text("\n".join(ids) + "\n")
     return root
+
+
+def write_coco_stuff(root: Path, n: int = 3, seed: int = 0) -> Path:
+    """coco_stuff164k/images/val2017/*.jpg + annotations/val2017/*_labelTrainIds.png (mode L, 0..170, 255)."""
+    rng = np.random.default_rng(seed)
+    root = Path(root) / "coco_stuff164k"
+    (root / "images" / "val2017").mkdir(parents=True, exist_ok=True)
+    (root / "annotations" / "val2017").mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        stem = f"{139 + i:012d}"
+        _image(rng, 30, 44).save(root / "images" / "val2017" / f"{stem}.jpg", quality=95)
+        values = [255] + [int(v) for v in rng.choice(np.arange(0, 171), size=3, replace=False)]
+        Image.fromarray(_regions(rng, 30, 44, values), mode="L").save(
+            root / "annotations" / "val2017" / f"{stem}_labelTrainIds.png")
+    return root

@@ -272,3 +272,17 @@ def test_pascal_context_59_layout(tmp_path):
     (root / "ImageSets" / "SegmentationContext" / "val.txt").unlink()
     with pytest.raises(DataError, match="SegmentationContext/val.txt: split file not found"):
         load_dataset("pascal-context-59", root=str(root))
+
+
+def test_coco_stuff_164k_layout(tmp_path):
+    from layouts import write_coco_stuff
+
+    root = write_coco_stuff(tmp_path)
+    ds = load_dataset("coco-stuff-164k", root=str(root))
+    assert len(ds) == 3 and ds.num_classes == 171 and len(set(ds.class_names)) == 171
+    s = ds.load(0)
+    raw = np.asarray(Image.open(root / "annotations" / "val2017" / f"{s.id}_labelTrainIds.png")).astype(np.int64)
+    assert np.array_equal(s.label, raw) and (s.label == 255).any()
+    assert ds.class_names[0] == "person" and ds.class_names[80] == "banner"
+    with pytest.raises(DataError, match="split 'train2017' not found"):
+        load_dataset("coco-stuff-164k", root=str(root), split="train2017")

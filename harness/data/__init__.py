@@ -37,6 +37,10 @@ def _factory(name: str):
         from harness.data.folder import FolderDataset
 
         return FolderDataset
+    if name == "coco-stuff-164k":
+        from harness.data.coco_stuff import COCOStuff164kDataset
+
+        return COCOStuff164kDataset
     if name == "pascal-context-59":
         from harness.data.pascal_context import PascalContext59Dataset
 
@@ -64,6 +68,9 @@ DATASETS: dict[str, DatasetInfo] = {
                                      "JPEGImages/*.jpg + SegmentationClassContext/*.png + "
                                      "ImageSets/SegmentationContext/{split}.txt", ("val", "train"),
                                      {"label_set": "pascal_context_59"}),
+    "coco-stuff-164k": DatasetInfo("coco-stuff-164k", "COCO-Stuff 164k, 171 classes (converted layout)", 171, 255,
+                                   "coco_stuff164k", "images/{split}2017/*.jpg + annotations/{split}2017/"
+                                   "*_labelTrainIds.png", ("val2017", "train2017"), {"label_set": "coco_stuff_171"}),
     "folder": DatasetInfo("folder", "your own data: images/ + masks/ paired by stem, classes.txt", 0, 255, None,
                           "images/NAME.jpg + masks/NAME.png + classes.txt", extra={"label_set": None}),
 }
