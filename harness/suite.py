@@ -238,6 +238,8 @@ def _model_entry(v: _Validator, entry: Any, i: int) -> dict:
         raise v.fail(f"{key}.runtime", f"{entry['runtime']!r} is not allowed; allowed: {', '.join(RUNTIMES)}")
     if entry.get("options") is not None and not isinstance(entry["options"], dict):
         raise v.fail(f"{key}.options", f"expected a mapping, got {_show(entry['options'])}")
+    if entry.get("label") is not None and not isinstance(entry["label"], str):
+        raise v.fail(f"{key}.label", f"expected a display name (string), got {_show(entry['label'])}")
     if not isinstance(entry.get("trust_remote_code", False), bool):
         raise v.fail(f"{key}.trust_remote_code", f"expected true or false, got {_show(entry['trust_remote_code'])}")
     return {"name": entry["name"], "weights": weights, "label": entry.get("label"),
@@ -245,7 +247,7 @@ def _model_entry(v: _Validator, entry: Any, i: int) -> dict:
             "trust_remote_code": entry.get("trust_remote_code", False)}
 
 
-def _dataset_entry(v: _Validator, entry: Any, i: int, base: Path) -> dict:
+def _dataset_entry(v: _Validator, entry: Any, i: int) -> dict:
     key = f"datasets[{i}]"
     if isinstance(entry, str):
         entry = {"name": entry}
@@ -396,7 +398,7 @@ def validate(data: Any, path: Path) -> dict:
         "name": name,
         "description": data.get("description", ""),
         "models": [_model_entry(v, m, i) for i, m in enumerate(models)],
-        "datasets": [_dataset_entry(v, d, i, path.parent) for i, d in enumerate(datasets)],
+        "datasets": [_dataset_entry(v, d, i) for i, d in enumerate(datasets)],
         "devices": v.list_of(data.get("devices", ["cpu"]), "devices", pattern=DEVICE_RE,
                              hint="cpu, cuda, cuda:N or mps"),
         "precisions": v.list_of(data.get("precisions", ["fp32"]), "precisions", allowed=PRECISIONS),

@@ -101,6 +101,7 @@ BAD = [
     ({"models": [{"name": "dpt-large", "runtime": "tensorrt"}]}, "models[0].runtime", "pytorch, onnxruntime, litert"),
     ({"models": [{"name": "dpt-large", "options": [1]}]}, "models[0].options", "mapping"),
     ({"models": [{"name": "m", "trust_remote_code": "yes"}]}, "models[0].trust_remote_code", "true or false"),
+    ({"models": [{"name": "m", "label": 3}]}, "models[0].label", "display name"),
     ({"datasets": [{"name": "synthetic", "limit": 0}]}, "datasets[0].limit", "out of range"),
     ({"datasets": [{"name": "synthetic", "limit": "ten"}]}, "datasets[0].limit", "integer"),
     ({"datasets": [{"name": "synthetic", "root": 3}]}, "datasets[0].root", "path string"),
