@@ -164,6 +164,34 @@ class SegmentationModel:
         outputs = self.forward(self.preprocess(images))
         return [m.cpu().numpy() for m in self.postprocess(outputs, sizes)]
 
+    def place_module(self, module: torch.nn.Module, channels_last: bool = False, compile: bool = False) -> None:
+        """Put ``module`` in eval mode on the device under the precision settings and keep it.
+
+        ``tf32`` allows TF32 tensor cores for fp32 matmuls and cuDNN convolutions (other precisions
+        forbid them); ``amp="cast"`` casts the weights to fp16/bf16; ``channels_last`` converts the
+        weights' memory format (inputs follow in :meth:`channels_last_input`); ``compile`` wraps the
+        call in ``torch.compile`` while ``self.module`` stays the plain module.
+        """
+        if self.device.type == "cuda":
+            allow = self.precision == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = allow
+            torch.backends.cudnn.allow_tf32 = allow
+        module = module.eval().to(self.device)
+        if self.amp == "cast" and self.precision in ("fp16", "bf16"):
+            module = module.to(DTYPES[self.precision])
+        if channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        self.module = module
+        self.channels_last = channels_last
+        self.compiled = compile
+        self._call = torch.compile(module) if compile else module
+
+    def channels_last_input(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The batch in the memory format the placed module expects."""
+        if getattr(self, "channels_last", False):
+            return pixel_values.contiguous(memory_format=torch.channels_last)
+        return pixel_values
+
     def normalize(self, x01: torch.Tensor) -> torch.Tensor:
         """Float images in [0, 1], shape (N, 3, H, W) -> the model's normalised input."""
         mean = torch.tensor(self.image_mean, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from harness.errors import ConfigError, WeightsError
-from harness.models.base import DTYPES, SegmentationModel
+from harness.models.base import SegmentationModel
 from harness.models.cnn import check_attention_setting, family_of
 from harness.models.preprocess import ResizeNormalize
 
@@ -198,30 +198,10 @@ class HFSegmentationModel(SegmentationModel):
         self.input_size = processor.output_size
         self.image_mean = tuple(float(x) for x in processor.image_mean)
         self.image_std = tuple(float(x) for x in processor.image_std)
-        self.channels_last = channels_last
-        set_matmul_precision(self.device, precision)
-        module = module.eval().to(self.device)
-        if amp == "cast" and precision in ("fp16", "bf16"):
-            module = module.to(DTYPES[precision])
-        if channels_last:
-            module = module.to(memory_format=torch.channels_last)
-        self.module = module
-        self._call = torch.compile(module) if compile else module
-        self.compiled = compile
+        self.place_module(module, channels_last=channels_last, compile=compile)
 
     def _run(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-        return self._call(pixel_values=pixel_values).logits
-
-
-def set_matmul_precision(device: torch.device, precision: str) -> None:
-    """``tf32`` allows TF32 tensor cores for fp32 matmuls and cuDNN convolutions; other precisions forbid them."""
-    if device.type != "cuda":
-        return
-    allow = precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = allow
-    torch.backends.cudnn.allow_tf32 = allow
+        return self._call(pixel_values=self.channels_last_input(pixel_values)).logits
 
 
 def load_hf_model(name_or_path: str, spec=None, weights: str | None = None, attn_implementation: str | None = None,

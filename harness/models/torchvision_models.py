@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from harness.errors import ConfigError, WeightsError
-from harness.models.base import DTYPES, SegmentationModel
+from harness.models.base import SegmentationModel
 from harness.models.cnn import check_attention_setting
 from harness.models.preprocess import ResizeNormalize
 
@@ -118,7 +118,6 @@ class TorchvisionSegmentationModel(SegmentationModel):
                  channels_last: bool = False, compile: bool = False):
         super().__init__(device=device, precision=precision, amp=amp, upsample=upsample)
         from harness.data.voc import CLASSES
-        from harness.models.hf import set_matmul_precision
 
         self.name = name
         self.family = "cnn"
@@ -129,20 +128,10 @@ class TorchvisionSegmentationModel(SegmentationModel):
         self.preprocessor = preprocessor()
         self.input_size = (RESIZE_SHORTER_SIDE, RESIZE_SHORTER_SIDE)
         self.image_mean, self.image_std = IMAGENET_MEAN, IMAGENET_STD
-        self.channels_last = channels_last
-        set_matmul_precision(self.device, precision)
-        module = module.eval().to(self.device)
-        if amp == "cast" and precision in ("fp16", "bf16"):
-            module = module.to(DTYPES[precision])
-        if channels_last:
-            module = module.to(memory_format=torch.channels_last)
-        self.module = module
-        self._call = torch.compile(module) if compile else module
+        self.place_module(module, channels_last=channels_last, compile=compile)
 
     def _run(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-        return self._call(pixel_values)["out"]
+        return self._call(self.channels_last_input(pixel_values))["out"]
 
 
 def load_torchvision_model(spec, weights: str | None = None, attn_implementation: str | None = None,
