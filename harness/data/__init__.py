@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 from pathlib import Path
@@ -12,40 +13,22 @@ from harness.errors import ConfigError, did_you_mean
 __all__ = ["load_dataset", "DATASETS", "dataset_infos", "Sample", "SegmentationDataset"]
 
 
+# name -> "module:class" under harness.data, imported only when the dataset is used
+_CLASSES = {
+    "synthetic": "synthetic:SyntheticDataset",
+    "ade20k": "ade20k:ADE20KDataset",
+    "ade20k-hf": "hf:ADE20KHFDataset",
+    "cityscapes": "cityscapes:CityscapesDataset",
+    "voc": "voc:VOCDataset",
+    "pascal-context-59": "pascal_context:PascalContext59Dataset",
+    "coco-stuff-164k": "coco_stuff:COCOStuff164kDataset",
+    "folder": "folder:FolderDataset",
+}
+
+
 def _factory(name: str):
-    if name == "synthetic":
-        from harness.data.synthetic import SyntheticDataset
-
-        return SyntheticDataset
-    if name == "ade20k":
-        from harness.data.ade20k import ADE20KDataset
-
-        return ADE20KDataset
-    if name == "ade20k-hf":
-        from harness.data.hf import ADE20KHFDataset
-
-        return ADE20KHFDataset
-    if name == "cityscapes":
-        from harness.data.cityscapes import CityscapesDataset
-
-        return CityscapesDataset
-    if name == "voc":
-        from harness.data.voc import VOCDataset
-
-        return VOCDataset
-    if name == "folder":
-        from harness.data.folder import FolderDataset
-
-        return FolderDataset
-    if name == "coco-stuff-164k":
-        from harness.data.coco_stuff import COCOStuff164kDataset
-
-        return COCOStuff164kDataset
-    if name == "pascal-context-59":
-        from harness.data.pascal_context import PascalContext59Dataset
-
-        return PascalContext59Dataset
-    raise KeyError(name)
+    module, cls = _CLASSES[name].split(":")
+    return getattr(importlib.import_module(f"harness.data.{module}"), cls)
 
 
 DATASETS: dict[str, DatasetInfo] = {
