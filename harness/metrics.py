@@ -1,119 +1,191 @@
 """Confusion-matrix segmentation metrics: mIoU, aAcc, mAcc, fwIoU, per-class IoU and accuracy.
 
-The state is one integer matrix ``cm`` of shape (C, C + 1): rows are ground-truth classes,
-columns predicted classes, and the extra last column counts predictions outside
-``0..C-1`` (e.g. 255 from a model whose "other" class has no counterpart): such a pixel
-is a miss for its true class (it counts in that class's ground truth and union) and nobody's
-true positive. Pixels whose target equals ``ignore_index`` are not counted at all.
+State. One int64 count matrix of shape (C, C + 1): rows are ground-truth classes, columns
+predicted classes, and the extra last column counts predictions outside ``0..C-1`` (e.g. 255
+from a model whose "other" class has no counterpart in the dataset). Such a pixel is a miss
+for its true class: it counts in that class's ground truth and union, lowers its accuracy,
+and is nobody's true positive. Pixels whose target equals ``ignore_index`` are not counted.
+The state is a plain sum, so shards of a dataset (processes, ranks) combine by addition:
+``SegmentationMetrics.state_tensor()`` can be all-reduced and put back with
+``load_state_tensor()``, or two instances combined with ``merge()`` / ``+=``.
 
-Conventions (mmsegmentation's): intersections and unions are summed over the whole dataset
-before dividing; a class that appears in neither prediction nor ground truth has IoU NaN
-and is left out of the mean (torchmetrics' JaccardIndex reports 0.0 for it instead, which
-lowers the mean); a class with no ground-truth pixel has accuracy NaN.
+Conventions (mmsegmentation's). Intersections and unions are summed over the whole dataset
+before dividing. A class in neither prediction nor ground truth has IoU NaN and is left out
+of mIoU; a class with no ground-truth pixel has accuracy NaN and is left out of mAcc.
+torchmetrics differs: ``MulticlassJaccardIndex(average=None)`` reports such a class as 0.0
+(its ``average="macro"`` skips it, like mIoU here), and ``MulticlassAccuracy(average="macro")``
+counts a class that is predicted but absent from the ground truth as accuracy 0.0, where
+mAcc here leaves it out. All metrics are fractions in [0, 1]; NaN when undefined.
 
-Speed: the fused index ``target * (C + 1) + pred`` is built in int32 with ignored pixels
-sent to a row that is dropped afterwards, so no boolean mask is materialised and
-``torch.bincount`` runs on the device holding the inputs (see docs/PERFORMANCE.md).
+Speed. Both maps are fused into one int32 bin index ``target * (C + 1) + pred`` with a
+single ``torch.add(pred, target, alpha=C + 1)`` and counted by one ``torch.bincount`` on the
+inputs' device. Ignored pixels are not removed with a boolean mask: they fall into their own
+row, which is dropped afterwards, and target values that are not classes are found from the
+counts of those extra rows instead of a separate scan. See docs/PERFORMANCE.md for figures.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
 
+# Bin indices are int32 while the histogram (rows x (C + 1), times the images of a batch) stays below this.
+_INT32_BINS = 2**31 - 1
+# Target values up to this bound (or C - 1, if larger) get their own histogram row (fast path).
+_FAST_ROWS = 256
+# Unsigned types torch stores but cannot scan or count: widened to int64 first.
+_WIDEN = {torch.uint16, torch.uint32, torch.uint64}
+# Images per block in bootstrap_miou: bounds the (resamples x images) weight matrix to ~128 MiB.
+_BOOT_CELLS = 2**24
 
-def _as_tensor(x, device: torch.device | None) -> torch.Tensor:
-    t = torch.as_tensor(x) if not isinstance(x, torch.Tensor) else x
-    if t.dtype.is_floating_point or t.dtype == torch.bool or t.is_complex():
-        raise ValueError(f"expected an integer label map, got dtype {t.dtype}")
-    return t.to(device) if device is not None and t.device != device else t
 
+def _label_tensor(x, name: str, device: torch.device | None) -> torch.Tensor:
+    """``x`` (tensor, numpy array or nested list) as an integer tensor on ``device`` (if given).
 
-def fused_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int,
-                 groups: torch.Tensor | None = None, num_groups: int = 1) -> torch.Tensor:
-    """Counts of (target, pred) pairs as a (num_groups, C, C + 1) int64 tensor.
-
-    ``groups`` (same shape as the inputs, values in 0..num_groups-1) splits the counts, e.g.
-    per image. Raises ValueError for target values outside 0..C-1 that are not ``ignore_index``.
+    The result may share memory with ``x``; it is never written to.
     """
-    C = num_classes
-    t = target.reshape(-1)
-    p = pred.reshape(-1)
+    if not isinstance(x, torch.Tensor):
+        a = np.asarray(x)
+        if a.dtype.kind not in "iu":
+            raise ValueError(f"{name}: expected an integer label map, got numpy dtype {a.dtype}")
+        if a.dtype.kind == "u" and a.dtype.itemsize > 1:
+            a = a.astype(np.int64)
+        elif not a.dtype.isnative or any(s < 0 for s in a.strides):
+            a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("="))
+        with warnings.catch_warnings():
+            # a read-only array (e.g. np.broadcast_to) is fine: the tensor is only read
+            warnings.simplefilter("ignore", UserWarning)
+            x = torch.as_tensor(a)
+    if x.dtype.is_floating_point or x.is_complex() or x.dtype == torch.bool:
+        raise ValueError(f"{name}: expected an integer label map, got dtype {x.dtype}")
+    if x.dtype in _WIDEN:
+        x = x.to(torch.int64)
+    if device is not None and x.device != device:
+        x = x.to(device)
+    return x
+
+
+def _label_pair(pred, target, device: torch.device | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validated (pred, target) tensors of equal shape on one device (``device``, else pred's)."""
+    pred = _label_tensor(pred, "pred", device)
+    target = _label_tensor(target, "target", device)
+    if pred.shape != target.shape:
+        raise ValueError(f"pred shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}; "
+                         "expected the same shape")
+    if target.device != pred.device:
+        target = target.to(pred.device)
+    return pred, target
+
+
+def _bad_target(value: int, num_classes: int, ignore_index: int) -> ValueError:
+    return ValueError(f"target value {value} is outside 0..{num_classes - 1} and is not the "
+                      f"ignore index {ignore_index}")
+
+
+def pair_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255,
+                num_images: int = 1) -> torch.Tensor:
+    """Counts of (target, pred) pairs, as a (num_images, C, C + 1) int64 tensor on the inputs' device.
+
+    ``pred`` and ``target`` are integer tensors of the same shape on the same device whose
+    flattened pixels split into ``num_images`` equal contiguous parts (e.g. an (N, H, W) batch
+    with ``num_images=N``); each part gets its own matrix. Column C counts predictions outside
+    0..C-1; pixels with target ``ignore_index`` are dropped. Raises ValueError for any other
+    target value outside 0..C-1.
+    """
+    C, K = num_classes, num_classes + 1
+    t, p = target.reshape(-1), pred.reshape(-1)
     if t.numel() != p.numel():
-        raise ValueError(f"pred has {p.numel()} elements, target {t.numel()}")
-    if t.dtype != torch.uint8 and t.numel():
-        lo, hi = torch.aminmax(t)
-        if int(lo) >= 0 and int(hi) <= 255:
-            t = t.to(torch.uint8)  # one narrowing pass; the uint8 path below checks values
-    if t.dtype == torch.uint8 and C <= ignore_index <= 255:
-        # Fast path: rows 0..255 exist; the ignore row is dropped and the other rows >= C must be empty.
-        rows = 256
-        t32 = t.to(torch.int32)
+        raise ValueError(f"pred has {p.numel()} elements, target {t.numel()}; expected the same number")
+    if t.numel() == 0:
+        return torch.zeros((num_images, C, K), dtype=torch.int64, device=t.device)
+    if num_images < 1 or t.numel() % num_images:
+        raise ValueError(f"{t.numel()} pixels do not split into {num_images} equal images")
+
+    # Target rows: every value 0..hi gets a row; rows >= C must end up empty except the ignore row.
+    if t.dtype == torch.uint8:
+        lo, hi = 0, 255  # no scan needed
     else:
-        rows = C + 1  # row C collects ignored pixels and is dropped
+        lo, hi = (int(v) for v in torch.aminmax(t))
+    rows = max(C, hi + 1)
+    if lo < 0 or rows > max(C, _FAST_ROWS):
+        # Rare layouts (a negative or very large ignore index): check and remap explicitly.
         bad = ((t < 0) | (t >= C)) & (t != ignore_index)
         if bool(bad.any()):
-            v = int(t[bad][0])
-            raise ValueError(f"target value {v} is outside 0..{C - 1} and is not the ignore index {ignore_index}")
-        t32 = torch.where(t == ignore_index, C, t).to(torch.int32)
-    bins = rows * (C + 1)
-    plo, phi = torch.aminmax(p) if p.numel() else (torch.tensor(0), torch.tensor(0))
-    if int(plo) >= 0 and int(phi) <= C:
-        p32 = p.to(torch.int32)  # every prediction already in 0..C
+            raise _bad_target(int(t[bad][0]), C, ignore_index)
+        t = torch.where(t == ignore_index, C, t)
+        rows, ignore_row = C + 1, C
     else:
-        p32 = torch.where((p < 0) | (p > C), C, p).to(torch.int32)
-    idx = t32.mul_(C + 1).add_(p32)  # t32 is always a fresh tensor here
-    if groups is not None:
-        g = groups.reshape(-1).to(device=idx.device, dtype=torch.int64)
-        counts = torch.bincount(idx.to(torch.int64) + g * bins, minlength=bins * num_groups)
-    else:
-        counts = torch.bincount(idx, minlength=bins)
-    counts = counts.view(num_groups, rows, C + 1)
-    if rows == 256:
+        ignore_row = ignore_index if 0 <= ignore_index < rows else None
+
+    # Predictions outside 0..C-1 all go to column C.
+    plo, phi = (int(v) for v in torch.aminmax(p))
+    if plo < 0:
+        p = torch.where((p < 0) | (p > C), C, p)
+    elif phi > C:
+        p = p.clamp(max=C)
+
+    # Fused bin index in one pass, int32 unless there are too many bins (arithmetic in >= 32 bits).
+    bins = rows * K
+    idx_dtype = torch.int32 if bins * num_images <= _INT32_BINS else torch.int64
+    if torch.promote_types(p.dtype, t.dtype).itemsize < idx_dtype.itemsize:
+        t = t.to(idx_dtype)
+    idx = torch.empty(t.shape, dtype=idx_dtype, device=t.device)
+    torch.add(p, t, alpha=K, out=idx)
+    if num_images > 1:
+        offsets = torch.arange(num_images, dtype=idx_dtype, device=idx.device).mul_(bins)
+        idx.view(num_images, -1).add_(offsets.view(num_images, 1))
+    counts = torch.bincount(idx, minlength=bins * num_images).view(num_images, rows, K)
+
+    if ignore_row is not None:
+        counts[:, ignore_row, :] = 0
+    if rows > C:
         extra = counts[:, C:, :].sum(dim=(0, 2))
-        extra[ignore_index - C] = 0  # the ignore row
         if bool((extra > 0).any()):
-            v = C + int(torch.nonzero(extra)[0])
-            raise ValueError(f"target value {v} is outside 0..{C - 1} and is not the ignore index {ignore_index}")
-    return counts[:, :C, :].to(torch.int64)
+            raise _bad_target(C + int(torch.nonzero(extra)[0, 0]), C, ignore_index)
+    return counts[:, :C, :]
 
 
 def confusion_matrix(pred, target, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
-    """(C, C) int64 confusion matrix (rows ground truth, columns prediction), ignore excluded.
+    """(C, C) int64 CPU confusion matrix (rows ground truth, columns prediction) of one pair of maps.
 
-    Predictions outside 0..C-1 are not in this matrix (see :class:`SegmentationMetrics`).
+    ``pred`` and ``target``: tensors or numpy arrays of the same shape, integer dtypes; pixels
+    with target ``ignore_index`` are excluded. Predictions outside 0..C-1 are not in this matrix
+    (``SegmentationMetrics`` keeps them as misses in an extra column).
     """
-    pred, target = _as_tensor(pred, None), _as_tensor(target, None)
-    if pred.shape != target.shape:
-        raise ValueError(f"pred shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
-    target = target.to(pred.device)
-    return fused_counts(pred, target, num_classes, ignore_index)[0, :, :num_classes].cpu()
+    pred, target = _label_pair(pred, target, None)
+    return pair_counts(pred, target, num_classes, ignore_index)[0, :, :num_classes].cpu()
 
 
 def metrics_from_confusion(cm: torch.Tensor | np.ndarray) -> dict:
-    """Metrics from a (C, C) or (C, C + 1) count matrix (the extra column: out-of-range predictions).
+    """Metrics from a (C, C) count matrix, or (C, C + 1) with out-of-range predictions last.
 
-    Returns mIoU, aAcc, mAcc, fwIoU (floats, fractions; NaN when undefined), IoU and Acc
-    (per-class lists with NaN where undefined).
+    Returns ``mIoU``, ``aAcc``, ``mAcc``, ``fwIoU`` (python floats, fractions in [0, 1], NaN
+    when undefined) and ``IoU``, ``Acc`` (per-class lists, NaN where undefined). See the
+    module docstring for the NaN convention.
     """
-    cm = np.asarray(cm.cpu() if isinstance(cm, torch.Tensor) else cm, dtype=np.float64)
-    C = cm.shape[0]
-    tp = np.diag(cm[:, :C])
-    gt = cm.sum(axis=1)
-    pr = cm[:, :C].sum(axis=0)
-    union = gt + pr - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, tp / np.where(union > 0, union, 1), np.nan)
-        acc = np.where(gt > 0, tp / np.where(gt > 0, gt, 1), np.nan)
+    a = np.asarray(cm.detach().cpu() if isinstance(cm, torch.Tensor) else cm)
+    if a.ndim != 2 or a.shape[1] not in (a.shape[0], a.shape[0] + 1) or a.shape[0] < 1:
+        raise ValueError(f"confusion matrix of shape {a.shape}: expected (C, C) or (C, C + 1) with C >= 1")
+    if a.dtype.kind not in "iuf" or not np.all(np.isfinite(a)) or np.any(a < 0):
+        raise ValueError("confusion matrix: expected finite non-negative counts")
+    a = a.astype(np.float64)
+    C = a.shape[0]
+    tp = np.diag(a[:, :C])
+    gt = a.sum(axis=1)  # includes out-of-range predictions
+    union = gt + a[:, :C].sum(axis=0) - tp
     total = gt.sum()
-    valid = union > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, tp / union, np.nan)
+        acc = np.where(gt > 0, tp / gt, np.nan)
+    has_iou, has_gt = union > 0, gt > 0
     return {
-        "mIoU": float(np.nanmean(iou)) if valid.any() else math.nan,
+        "mIoU": float(iou[has_iou].mean()) if has_iou.any() else math.nan,
         "aAcc": float(tp.sum() / total) if total > 0 else math.nan,
-        "mAcc": float(np.nanmean(acc)) if (gt > 0).any() else math.nan,
-        "fwIoU": float(np.sum((gt / total)[valid] * iou[valid])) if total > 0 else math.nan,
+        "mAcc": float(acc[has_gt].mean()) if has_gt.any() else math.nan,
+        "fwIoU": float(np.sum(gt[has_gt] * iou[has_gt]) / total) if total > 0 else math.nan,
         "IoU": [float(x) for x in iou],
         "Acc": [float(x) for x in acc],
     }
@@ -125,122 +197,150 @@ class SegmentationMetrics:
     Args:
         num_classes: C, the number of evaluated classes (0..C-1).
         ignore_index: target value excluded from every count.
-        device: where counts are accumulated (default: the device of the first inputs).
-        keep_per_image: also keep per-image per-class intersections and unions (for a
-            bootstrap over images); each (H, W) map, or each item of an (N, H, W) batch, is one image.
+        device: where counts are accumulated; inputs are moved there. Default: the device
+            of the first inputs.
+        keep_per_image: also keep per-image per-class intersection, union and ground-truth
+            pixel counts (for a bootstrap over images, ``per_image()``). A 1-D or 2-D input
+            is one image; for 3 or more dimensions the first one indexes images.
 
-    The state is a plain sum: ``state_tensor()`` / ``load_state_tensor()`` expose it so
-    processes can all-reduce it; ``merge(other)`` (or ``+=``) adds another instance's counts.
+    Combining shards: the state is a plain sum. ``state_tensor()`` returns the (C, C + 1)
+    int64 counts (on the accumulation device, so ``torch.distributed.all_reduce`` can sum it
+    in place) and ``load_state_tensor(t)`` replaces them; ``merge(other)`` or ``self += other``
+    adds another instance's counts and per-image records. Per-image records are not part of
+    the state tensor: gather them separately (``per_image()``).
     """
 
     def __init__(self, num_classes: int, ignore_index: int = 255, device: str | torch.device | None = None,
                  keep_per_image: bool = False):
-        if num_classes < 1:
+        if int(num_classes) < 1:
             raise ValueError(f"num_classes must be at least 1, got {num_classes}")
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
+        self.num_classes = int(num_classes)
+        self.ignore_index = int(ignore_index)
         self.device = torch.device(device) if device is not None else None
         self.keep_per_image = keep_per_image
         self.reset()
 
     def reset(self) -> None:
+        """Forget every count and per-image record."""
         self._cm: torch.Tensor | None = None
-        self._inter: list[np.ndarray] = []
-        self._union: list[np.ndarray] = []
-        self._gt: list[np.ndarray] = []
+        self._per_image: list[np.ndarray] = []  # (n, 3, C) int64 blocks: intersection, union, gt
 
     def update(self, pred, target) -> None:
-        """Add a prediction and its target: tensors or arrays of the same shape, integer dtypes."""
-        pred, target = _as_tensor(pred, self.device), _as_tensor(target, self.device)
-        if pred.shape != target.shape:
-            raise ValueError(f"pred shape {tuple(pred.shape)} differs from target shape {tuple(target.shape)}")
-        target = target.to(pred.device)
+        """Add predictions and their targets.
+
+        ``pred``, ``target``: tensors or numpy arrays of the same shape (any shape), integer
+        dtypes, class indices 0..C-1. Target pixels equal to ``ignore_index`` are skipped; any
+        other target value outside 0..C-1 raises ValueError naming it. Predictions outside
+        0..C-1 count as misses of the pixel's true class.
+        """
+        pred, target = _label_pair(pred, target, self.device)
         C = self.num_classes
         if self.keep_per_image:
-            n = pred.shape[0] if pred.dim() == 3 else 1
-            groups = None
-            if n > 1:
-                groups = torch.arange(n, device=pred.device).view(n, 1, 1).expand_as(pred)
-            counts = fused_counts(pred, target, C, self.ignore_index, groups=groups, num_groups=n)
-            per = counts.cpu().numpy()
-            tp = np.diagonal(per[:, :, :C], axis1=1, axis2=2)
-            gt = per.sum(axis=2)
-            pr = per[:, :, :C].sum(axis=1)
-            self._inter.extend(tp.astype(np.int64))
-            self._union.extend((gt + pr - tp).astype(np.int64))
-            self._gt.extend(gt.astype(np.int64))
-            cm = counts.sum(0)
+            n = pred.shape[0] if pred.dim() >= 3 else 1
+            counts = pair_counts(pred, target, C, self.ignore_index, num_images=n)
+            tp = torch.diagonal(counts[:, :, :C], dim1=1, dim2=2)
+            gt = counts.sum(dim=2)
+            union = gt + counts[:, :, :C].sum(dim=1) - tp
+            self._per_image.append(torch.stack([tp, union, gt], dim=1).cpu().numpy())
+            cm = counts.sum(dim=0)
         else:
-            cm = fused_counts(pred, target, C, self.ignore_index)[0]
-        self._cm = cm if self._cm is None else self._cm + cm.to(self._cm.device)
+            cm = pair_counts(pred, target, C, self.ignore_index)[0]
+        if self._cm is None:
+            self._cm = cm.clone()
+        else:
+            self._cm += cm.to(self._cm.device)
 
-    # -- state ---------------------------------------------------------------------
+    # -- state ---------------------------------------------------------------------------
     @property
     def confusion_matrix(self) -> torch.Tensor:
-        """(C, C) int64 CPU tensor: rows ground truth, columns prediction (out-of-range column dropped)."""
+        """(C, C) int64 CPU tensor: rows ground truth, columns prediction (out-of-range column left out)."""
         return self.state_tensor()[:, : self.num_classes].cpu()
 
     def state_tensor(self) -> torch.Tensor:
-        """The (C, C + 1) int64 counts (last column: out-of-range predictions), for all-reduce."""
+        """The (C, C + 1) int64 counts (last column: out-of-range predictions), not a copy."""
         if self._cm is None:
-            return torch.zeros((self.num_classes, self.num_classes + 1), dtype=torch.int64,
-                               device=self.device or "cpu")
+            self._cm = torch.zeros((self.num_classes, self.num_classes + 1), dtype=torch.int64,
+                                   device=self.device or "cpu")
         return self._cm
 
     def load_state_tensor(self, t: torch.Tensor) -> None:
-        """Replace the counts (e.g. by their all-reduced sum)."""
+        """Replace the counts by ``t`` (e.g. their all-reduced sum), a (C, C + 1) integer tensor."""
         expected = (self.num_classes, self.num_classes + 1)
-        if tuple(t.shape) != expected:
-            raise ValueError(f"state tensor shape {tuple(t.shape)} is not {expected}")
-        self._cm = t.to(torch.int64)
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != expected:
+            shape = tuple(t.shape) if hasattr(t, "shape") else type(t).__name__
+            raise ValueError(f"state tensor of shape {shape}: expected {expected} (C, C + 1) counts")
+        if t.dtype.is_floating_point or t.is_complex() or t.dtype == torch.bool:
+            raise ValueError(f"state tensor of dtype {t.dtype}: expected integer counts")
+        self._cm = t.to(torch.int64, copy=True)
 
     def merge(self, other: SegmentationMetrics) -> SegmentationMetrics:
-        """Add ``other``'s counts (and per-image records) to this instance; returns self."""
-        if other.num_classes != self.num_classes or other.ignore_index != self.ignore_index:
-            raise ValueError("cannot merge metrics with different num_classes or ignore_index")
+        """Add ``other``'s counts and per-image records to this instance; returns self."""
+        if not isinstance(other, SegmentationMetrics):
+            raise TypeError(f"cannot merge {type(other).__name__} into SegmentationMetrics")
+        if (other.num_classes, other.ignore_index) != (self.num_classes, self.ignore_index):
+            raise ValueError(f"cannot merge metrics of num_classes={other.num_classes}, ignore_index="
+                             f"{other.ignore_index} into num_classes={self.num_classes}, "
+                             f"ignore_index={self.ignore_index}")
+        if other.keep_per_image != self.keep_per_image:
+            raise ValueError("cannot merge metrics that keep per-image records with metrics that do not")
         mine = self.state_tensor()
         self._cm = mine + other.state_tensor().to(mine.device)
-        self._inter += other._inter
-        self._union += other._union
-        self._gt += other._gt
+        self._per_image = self._per_image + other._per_image
         return self
 
-    __iadd__ = merge
+    def __iadd__(self, other: SegmentationMetrics) -> SegmentationMetrics:
+        return self.merge(other)
 
     def per_image(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-image (intersection, union, ground-truth count) arrays of shape (N_images, C)."""
-        C = self.num_classes
-        if not self._inter:
-            empty = np.zeros((0, C), dtype=np.int64)
-            return empty, empty, empty
-        return np.stack(self._inter), np.stack(self._union), np.stack(self._gt)
+        """Per-image (intersection, union, ground-truth pixels) int64 arrays of shape (N_images, C)."""
+        if not self._per_image:
+            empty = np.zeros((0, self.num_classes), dtype=np.int64)
+            return empty, empty.copy(), empty.copy()
+        stacked = np.concatenate(self._per_image)
+        return stacked[:, 0], stacked[:, 1], stacked[:, 2]
 
     def compute(self) -> dict:
-        """mIoU, aAcc, mAcc, fwIoU (fractions in [0, 1]), IoU and Acc per class (NaN where undefined)."""
+        """``mIoU``, ``aAcc``, ``mAcc``, ``fwIoU`` (fractions) and per-class ``IoU``, ``Acc`` lists.
+
+        NaN where undefined (see the module docstring); never raises for lack of pixels.
+        """
         return metrics_from_confusion(self.state_tensor())
 
 
 def bootstrap_miou(inter: np.ndarray, union: np.ndarray, n_boot: int = 1000, alpha: float = 0.05,
                    seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the dataset-level mIoU, resampling images with replacement.
+    """Percentile bootstrap confidence interval of the dataset-level mIoU, resampling images.
 
-    ``inter`` and ``union`` are (N_images, C) per-image per-class counts; each resample sums
-    them over its images and takes the NaN-excluding mean IoU, as the point estimate does.
+    ``inter``, ``union``: per-image per-class intersection and union pixel counts, shape
+    (N_images, C). Each of ``n_boot`` resamples draws N images with replacement, sums their
+    counts and takes the mIoU as :func:`metrics_from_confusion` does (classes with zero union
+    left out). Returns the (alpha/2, 1 - alpha/2) percentiles as fractions; (NaN, NaN) when
+    there is no image or no class with pixels. Deterministic for a given ``seed``.
     """
     inter = np.asarray(inter, dtype=np.float64)
     union = np.asarray(union, dtype=np.float64)
+    if inter.ndim != 2 or inter.shape != union.shape:
+        raise ValueError(f"inter shape {inter.shape} and union shape {union.shape}: "
+                         "expected the same (N_images, C) shape")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha}")
     n = inter.shape[0]
     if n == 0:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
-    si, su = weights @ inter, weights @ union
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(su > 0, si / np.where(su > 0, su, 1), np.nan)
-    valid = ~np.all(np.isnan(iou), axis=1)
-    miou = np.full(n_boot, np.nan)
-    miou[valid] = np.nanmean(iou[valid], axis=1)
-    miou = miou[~np.isnan(miou)]
+    block = max(1, _BOOT_CELLS // n)
+    mious = []
+    for start in range(0, n_boot, block):
+        # how many times each image is drawn, per resample
+        draws = rng.multinomial(n, np.full(n, 1.0 / n), size=min(block, n_boot - start)).astype(np.float64)
+        si, su = draws @ inter, draws @ union
+        with np.errstate(invalid="ignore", divide="ignore"):
+            iou = np.where(su > 0, si / su, np.nan)
+        defined = ~np.all(np.isnan(iou), axis=1)
+        mious.append(np.nanmean(iou[defined], axis=1))
+    miou = np.concatenate(mious)
     if miou.size == 0:
         return math.nan, math.nan
     lo, hi = np.percentile(miou, [100 * alpha / 2, 100 * (1 - alpha / 2)])
