@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 import harness
+from harness.models.litert import load_litert_model
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CASES = {
@@ -56,15 +57,17 @@ def reference_labels(tflite: Path, image: Image.Image, dataset: str) -> np.ndarr
 
 
 def reference_metrics(preds, targets, C):
+    """Dataset-level pixel accuracy and per-class IoU in float64; NaN for a class absent from both."""
     p = np.concatenate([x.ravel() for x in preds])
     t = np.concatenate([x.ravel() for x in targets])
     keep = t != 255
     p, t = p[keep], t[keep]
     iou = []
     for c in range(C):
-        union = np.sum((p == c) | (t == c))
-        iou.append(np.sum((p == c) & (t == c)) / union if union else np.nan)
-    return {"aAcc": float(np.mean(p == t)), "mIoU": float(np.nanmean(iou))}
+        union = np.sum((p == c) | (t == c), dtype=np.float64)
+        iou.append(np.sum((p == c) & (t == c), dtype=np.float64) / union if union else np.nan)
+    return {"aAcc": float(np.sum(p == t, dtype=np.float64) / t.size), "mIoU": float(np.nanmean(iou)),
+            "IoU": np.array(iou)}
 
 
 @pytest.mark.parametrize("dataset", list(CASES))
@@ -74,8 +77,9 @@ def test_litert_on_real_samples_matches_reference(dataset, capsys):
     tflite = need(SHARED / "weights" / file)
     root = need(SHARED / root)
     ds = harness.load_dataset(dataset, root=str(root), **opts)
-    model = harness.load_model(str(tflite), label_set=ds.label_set,
-                               label_map="ade20k_reduce_zero" if dataset == "ade20k" else None)
+    model = load_litert_model(str(tflite), label_set=dataset,
+                              label_map="ade20k_reduce_zero" if dataset == "ade20k" else None)
+    assert model.protocol_note["mode"] == "letterbox" and model.output_kind == "labels"
     metrics = harness.SegmentationMetrics(ds.num_classes, ignore_index=255)
     preds, refs, targets = [], [], []
     for i in range(len(ds)):
@@ -91,6 +95,9 @@ def test_litert_on_real_samples_matches_reference(dataset, capsys):
     ref = reference_metrics(refs, targets, C)
     assert ours["aAcc"] == pytest.approx(ref["aAcc"], abs=1e-9)
     assert ours["mIoU"] == pytest.approx(ref["mIoU"], abs=1e-9)
+    iou = np.array([np.nan if v is None else v for v in ours["IoU"]], dtype=np.float64)
+    assert np.array_equal(np.isnan(iou), np.isnan(ref["IoU"]))
+    assert np.allclose(iou[~np.isnan(iou)], ref["IoU"][~np.isnan(ref["IoU"])], rtol=0, atol=1e-9)
     with capsys.disabled():
         print(f"\n{name} on {len(ds)} real {dataset} sample(s): aAcc {ours['aAcc']:.4f}, mIoU {ours['mIoU']:.4f}")
 
@@ -102,4 +109,17 @@ def test_registered_names_find_the_shared_files(monkeypatch):
     m = harness.load_model("deeplabv3-mnv2-ade20k-litert")
     assert m.runtime == "litert" and m.input_size == (512, 512) and m.output_kind == "labels"
     assert m.weights["source"] == "file" and len(m.weights["sha256"]) == 64
-    assert m.protocol_note["mode"] == "letterbox"
+    assert m.protocol_note["mode"] == "letterbox" and m.label_map == "ade20k_reduce_zero"
+
+
+def test_a_batch_of_different_sizes_equals_one_image_at_a_time(monkeypatch):
+    """Each image of a batch is letterboxed and cropped back with its own valid region."""
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    monkeypatch.setenv("SEGBENCH_WEIGHTS", str(need(SHARED / "weights")))
+    ds = harness.load_dataset("ade20k", root=str(need(SHARED / CASES["ade20k"][2])))
+    ims = [ds.load(i).image for i in range(len(ds))]
+    assert len({im.size for im in ims}) == len(ims) > 1
+    model = load_litert_model("deeplabv3-mnv2-ade20k-litert")
+    together = model.predict(ims)
+    for im, pred in zip(ims, together, strict=True):
+        assert pred.shape == (im.height, im.width) and np.array_equal(pred, model.predict([im])[0])

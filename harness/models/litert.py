@@ -1,11 +1,15 @@
-"""LiteRT (TFLite) models through ``ai-edge-litert``: quantized inputs, label-map outputs,
-letterboxed square inputs and label mappings into the dataset's label space.
+"""LiteRT (TFLite) segmentation models through ``ai-edge-litert``, on the CPU.
 
-Protocol ``letterbox`` (recorded in results): resize the image so its longer side equals the
-model's input size (bilinear, on the uint8 image), pad bottom and right with the value that
-dequantizes to 0, run, crop the output to the valid region, and resize the label map back
-to the image's size with nearest-neighbour (pixel centres). Models that output logits
-(N, H, W, C) are argmax'd after the crop, at the input resolution.
+Protocol ``letterbox`` (recorded in each result's ``protocol``): the image is resized with its
+aspect ratio kept so it fits the model's fixed input (bilinear), padded bottom/right with the
+value that dequantizes to 0 (see :mod:`harness.models.letterbox`), and run; the output is
+cropped to the image's valid region and resized to the image's size -- label maps with
+nearest-neighbour (pixel centres), logits with the cell's upsampling mode before the argmax.
+Outputs at a resolution other than the input's are first resized to the input's resolution,
+then cropped. A ``label_map`` then takes the model's labels into the dataset's label space.
+
+Registered files (:data:`LITERT_MODELS`) are looked up in ``$SEGBENCH_WEIGHTS``, then
+``../shared/weights`` and ``weights/`` relative to the working directory.
 """
 
 from __future__ import annotations
@@ -16,34 +20,43 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from harness.errors import ConfigError, UnsupportedError, WeightsError
-from harness.models.base import SegmentationModel
+from harness.models.base import SegmentationModel, upsample_argmax
+from harness.models.letterbox import LetterboxQuantize, valid_region
 
-# name -> file in the weights folder and how its labels map to the dataset's
+__all__ = ["LITERT_MODELS", "LABEL_SETS", "MISS", "LiteRTModel", "load_litert_model", "litert_model_infos",
+           "label_lut", "weights_dirs", "find_weights", "valid_region"]
+
+# registry name -> file in the weights folder, its native input (height, width) in pixels, and
+# how its labels map into the dataset's label space
 LITERT_MODELS = {
-    "deeplabv3-mnv2-ade20k-litert": {"file": "deeplabv3_mnv2_ade20k_uint8.tflite", "label_set": "ade20k",
-                                     "label_map": "ade20k_reduce_zero",
-                                     "description": "DeepLabV3-MobileNetV2, ADE20K, uint8 (LiteRT)"},
-    "deeplabv3-mnv2-voc-litert": {"file": "deeplabv3_mnv2_pascal_quant.tflite", "label_set": "voc",
-                                  "label_map": None, "description": "DeepLabV3-MobileNetV2, Pascal VOC, uint8 (LiteRT)"},
-    "deeplabv3-edgetpu-cityscapes-litert": {"file": "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite",
-                                            "label_set": "cityscapes", "label_map": None,
-                                            "description": "DeepLab MobileNet-EdgeTPU slim, Cityscapes, uint8 (LiteRT)"},
+    "deeplabv3-mnv2-ade20k-litert": {
+        "file": "deeplabv3_mnv2_ade20k_uint8.tflite", "input_size": (512, 512), "label_set": "ade20k",
+        "label_map": "ade20k_reduce_zero", "description": "DeepLabV3-MobileNetV2, ADE20K, uint8 (LiteRT)"},
+    "deeplabv3-mnv2-voc-litert": {
+        "file": "deeplabv3_mnv2_pascal_quant.tflite", "input_size": (513, 513), "label_set": "voc",
+        "label_map": None, "description": "DeepLabV3-MobileNetV2, Pascal VOC, uint8 (LiteRT)"},
+    "deeplabv3-edgetpu-cityscapes-litert": {
+        "file": "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite", "input_size": (513, 513),
+        "label_set": "cityscapes", "label_map": None,
+        "description": "DeepLab MobileNet-EdgeTPU slim, Cityscapes, uint8 (LiteRT)"},
 }
-LABEL_SETS = {"ade20k": 150, "voc": 21, "cityscapes": 19}
-MISS = 255  # a model label with no dataset counterpart: counted as a miss by the metrics
+LABEL_SETS = {"ade20k": 150, "voc": 21, "cityscapes": 19}  # label set -> number of dataset classes
+LABEL_MAPS = ("ade20k_reduce_zero",)
+MISS = 255  # dataset label for a model label with no dataset counterpart: never a true class, so a miss
+INSTALL_HINT = "pip install 'segbench[litert]'"
 
 
 def weights_dirs() -> list[Path]:
-    """Where registered LiteRT files are looked for: $SEGBENCH_WEIGHTS, ../shared/weights, weights/."""
+    """Folders searched for registered LiteRT files, in order: $SEGBENCH_WEIGHTS, ../shared/weights, weights/."""
     env = os.environ.get("SEGBENCH_WEIGHTS")
     dirs = [Path(env)] if env else []
     return dirs + [Path("..") / "shared" / "weights", Path("weights")]
 
 
 def find_weights(filename: str) -> Path | None:
+    """The first ``filename`` found in :func:`weights_dirs`, or None."""
     for d in weights_dirs():
         if (d / filename).is_file():
             return d / filename
@@ -51,124 +64,170 @@ def find_weights(filename: str) -> Path | None:
 
 
 def label_lut(label_map: str | dict | None, num_model_labels: int) -> np.ndarray | None:
-    """Lookup table model label -> dataset label (MISS where the model label has no counterpart)."""
+    """Lookup table model label -> dataset label, of length ``num_model_labels`` (None = identity).
+
+    ``"ade20k_reduce_zero"``: model 0 ("other") -> :data:`MISS`, k -> k - 1. A dict maps model
+    labels to dataset labels; model labels it leaves out, or maps to None, become :data:`MISS`.
+    """
     if label_map is None:
         return None
-    if label_map == "ade20k_reduce_zero":  # 0 = other (no dataset class), k -> k-1
+    if label_map == "ade20k_reduce_zero":
         lut = np.arange(-1, num_model_labels - 1, dtype=np.int64)
         lut[0] = MISS
         return lut
     if isinstance(label_map, dict):
         lut = np.full(num_model_labels, MISS, dtype=np.int64)
         for k, v in label_map.items():
-            lut[int(k)] = MISS if v is None else int(v)
+            try:
+                src = int(k)
+                dst = MISS if v is None else int(v)
+            except (TypeError, ValueError):
+                raise ConfigError(f"label_map entry {k!r}: {v!r}: expected integer model label -> integer "
+                                  "dataset label (or null)") from None
+            if not 0 <= src < num_model_labels:
+                raise ConfigError(f"label_map key {k!r} is outside the model's labels 0..{num_model_labels - 1}")
+            lut[src] = dst
         return lut
-    raise ConfigError(f"label_map {label_map!r}: expected 'ade20k_reduce_zero', a mapping or null")
+    raise ConfigError(f"label_map {label_map!r}: expected one of {', '.join(LABEL_MAPS)}, a mapping "
+                      "{model label: dataset label} or null")
 
 
-def valid_region(height: int, width: int, size: int) -> tuple[int, int]:
-    """(rows, cols) the letterboxed image occupies in the square input of side ``size``."""
-    scale = size / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-class LetterboxQuantize:
-    """Picklable: PIL images -> uint8 (or float32) NHWC batch letterboxed into the model's square input.
-
-    ``input_mean``/``input_std`` (pixel units) give the real value the model expects,
-    (pixel - mean) / std; it is quantized with the model's own scale and zero point.
-    """
-
-    def __init__(self, size: int, dtype: str, scale: float, zero_point: int, input_mean: float = 128.0,
-                 input_std: float = 128.0):
-        self.size, self.dtype = int(size), dtype
-        self.scale, self.zero_point = float(scale), int(zero_point)
-        self.input_mean, self.input_std = float(input_mean), float(input_std)
-
-    def pad_value(self) -> float:
-        return self.zero_point if self.scale else 0.0  # dequantizes to 0
-
-    def one(self, image: Image.Image) -> np.ndarray:
-        im = image.convert("RGB")
-        rh, rw = valid_region(im.height, im.width, self.size)
-        im = im.resize((rw, rh), resample=Image.BILINEAR)
-        real = (np.asarray(im, dtype=np.float64) - self.input_mean) / self.input_std
-        if self.scale:
-            q = np.round(real / self.scale + self.zero_point)
-            info = np.iinfo(np.uint8 if self.dtype == "uint8" else np.int8)
-            arr = np.clip(q, info.min, info.max)
-        else:
-            arr = real
-        out = np.full((self.size, self.size, 3), self.pad_value(), dtype=np.float64)
-        out[:rh, :rw] = arr
-        return out.astype(self.dtype)
-
-    def __call__(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        return torch.from_numpy(np.stack([self.one(im) for im in images]))
+def apply_lut(labels: torch.Tensor, lut: np.ndarray | None) -> torch.Tensor:
+    """Map int64 ``labels`` through ``lut``; labels outside the table become :data:`MISS`."""
+    if lut is None:
+        return labels
+    table = torch.from_numpy(lut)
+    inside = (labels >= 0) & (labels < len(lut))
+    return torch.where(inside, table[labels.clamp(0, len(lut) - 1)], torch.full_like(labels, MISS))
 
 
 class LiteRTModel(SegmentationModel):
-    """A .tflite segmentation model run by the LiteRT interpreter on the CPU."""
+    """A .tflite segmentation model (one NHWC RGB input, one output) run by the LiteRT interpreter.
+
+    ``forward`` returns label maps (N, h, w) int64 when the model does its own argmax
+    (``output_kind == "labels"``), else dequantized float32 logits (N, C, h, w). Batches run
+    image by image (the files have a fixed batch of 1).
+    """
 
     runtime = "litert"
     family = "cnn"
 
-    def __init__(self, path: Path, name: str, label_set: str | None, label_map, num_threads: int | None,
-                 input_mean: float, input_std: float, device: str = "cpu", precision: str = "fp32"):
-        super().__init__(device=device, precision=precision)
+    def __init__(self, path: Path, name: str, label_set: str | None = None, label_map: str | dict | None = None,
+                 num_threads: int | None = None, input_mean: float = 128.0, input_std: float = 128.0,
+                 device: str = "cpu", precision: str = "fp32", upsample: str = "bilinear"):
+        super().__init__(device=device, precision=precision, upsample=upsample)
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError:
-            raise ConfigError("LiteRT models need the `ai-edge-litert` package: pip install 'segbench[litert]'") from None
+            raise ConfigError(f"LiteRT models need the `ai-edge-litert` package: {INSTALL_HINT}") from None
         self.path = Path(path)
         self.name = name
-        self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads or torch.get_num_threads())
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads or torch.get_num_threads())
+        except (ValueError, RuntimeError) as e:
+            raise WeightsError(f"{path}: not a readable LiteRT/TFLite model: {e}") from None
+        inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ConfigError(f"{path}: {len(inputs)} inputs and {len(outputs)} outputs; expected one image "
+                              "input and one output")
+        inp = inputs[0]
+        shape = [int(x) for x in inp["shape"]]
+        if len(shape) != 4 or shape[3] != 3:
+            raise ConfigError(f"{path}: input shape {shape} is not an NHWC RGB image batch (N, H, W, 3)")
+        if shape[0] != 1:
+            self.interpreter.resize_tensor_input(inp["index"], [1, *shape[1:]])
         self.interpreter.allocate_tensors()
         inp, out = self.interpreter.get_input_details()[0], self.interpreter.get_output_details()[0]
         self._in, self._out = inp["index"], out["index"]
-        n, h, w, c = (int(x) for x in inp["shape"])
-        if h != w or c != 3:
-            raise ConfigError(f"{path}: input shape {list(inp['shape'])} is not a square NHWC RGB image")
-        self.input_size = (h, w)
-        self.output_kind = "labels" if len(out["shape"]) == 3 else "logits"
-        self.num_labels = int(out["shape"][-1]) if self.output_kind == "logits" else LABEL_SETS.get(label_set or "", 0)
-        scale, zp = inp["quantization"]
-        self.preprocessor = LetterboxQuantize(h, np.dtype(inp["dtype"]).name, scale, zp, input_mean, input_std)
+        self.input_size = (shape[1], shape[2])
+        scale, zero_point = inp["quantization"]
+        try:
+            self.preprocessor = LetterboxQuantize(self.input_size, np.dtype(inp["dtype"]).name, scale, zero_point,
+                                                  input_mean, input_std)
+        except ValueError as e:
+            raise ConfigError(f"{path}: {e}") from None
         self.image_mean = (input_mean / 255.0,) * 3
         self.image_std = (input_std / 255.0,) * 3
+        self._read_output(out, label_set)
         self.label_set = label_set
         self.label_map = label_map
-        self.lut = label_lut(label_map, 256 if self.output_kind == "labels" else self.num_labels)
+        lut_size = self.num_labels if self.output_kind == "logits" else max(256, self._max_label(label_map) + 1)
+        self.lut = label_lut(label_map, lut_size)
         self.weights = {"source": "file", "path": str(self.path.resolve()), "sha256": _sha256(self.path)}
-        self.protocol_note = {"mode": "letterbox", "pad": "bottom/right", "pad_value": self.preprocessor.pad_value(),
-                              "resize": "bilinear", "label_resize": "nearest", "label_map": label_map,
-                              "input_quantization": {"scale": scale, "zero_point": zp}}
+        self.protocol_note = {"mode": "letterbox", **self.preprocessor.describe(),
+                              "output": self.output_kind,
+                              "label_resize": "nearest" if self.output_kind == "labels" else self.upsample,
+                              "label_map": label_map}
+
+    def _read_output(self, out: dict, label_set: str | None) -> None:
+        """Set ``output_kind``, ``num_labels`` and the output's layout and dequantization from its details."""
+        shape = [int(x) for x in out["shape"]]
+        integer = np.issubdtype(np.dtype(out["dtype"]), np.integer)
+        scale, zero_point = out["quantization"]
+        if len(shape) == 3 or (len(shape) == 4 and shape[3] == 1 and integer and not scale):
+            self.output_kind = "labels"
+            self.num_labels = LABEL_SETS.get(label_set or "", 0)
+        elif len(shape) == 4:
+            self.output_kind = "logits"
+            self.num_labels = shape[3]
+        else:
+            raise ConfigError(f"{self.path}: output shape {shape} is neither a label map (N, H, W) nor NHWC "
+                              "logits (N, H, W, C)")
+        self._out_scale, self._out_zero_point = float(scale), int(zero_point)
+        self.output_size = (shape[1], shape[2])
+        self.id2label = {i: str(i) for i in range(self.num_labels)}
+
+    @staticmethod
+    def _max_label(label_map) -> int:
+        return max((int(k) for k in label_map), default=0) if isinstance(label_map, dict) else 0
 
     def _run(self, batch: torch.Tensor) -> torch.Tensor:
+        expected = (*self.input_size, 3)
+        if batch.dim() != 4 or tuple(batch.shape[1:]) != expected or str(batch.dtype) != f"torch.{self.preprocessor.dtype}":
+            raise UnsupportedError(f"{self.name}: the LiteRT model takes the batches of its own letterbox "
+                                   f"preprocessor ({self.preprocessor.dtype} N x {expected[0]} x {expected[1]} x 3); "
+                                   f"got {str(batch.dtype).removeprefix('torch.')} {list(batch.shape)} (protocols "
+                                   "that resize and normalise images themselves, slide and multiscale, do not apply)")
         outs = []
         for i in range(batch.shape[0]):
             self.interpreter.set_tensor(self._in, batch[i:i + 1].cpu().numpy())
             self.interpreter.invoke()
-            outs.append(torch.from_numpy(np.array(self.interpreter.get_tensor(self._out))))
-        return torch.cat(outs)
+            outs.append(np.array(self.interpreter.get_tensor(self._out)))
+        out = np.concatenate(outs)
+        if self.output_kind == "labels":
+            return torch.from_numpy(out.reshape(out.shape[:3]).astype(np.int64))
+        if self._out_scale:
+            out = (out.astype(np.float32) - self._out_zero_point) * np.float32(self._out_scale)
+        return torch.from_numpy(np.ascontiguousarray(out.astype(np.float32).transpose(0, 3, 1, 2)))
 
     @torch.inference_mode()
     def postprocess(self, outputs: torch.Tensor, sizes: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
+        """Per image: crop the valid region of its letterbox, resize to its (H, W), map labels (int64)."""
         maps = []
+        labels = self.output_kind == "labels"
         for i, (h, w) in enumerate(sizes):
-            rh, rw = valid_region(h, w, self.input_size[0])
-            out = outputs[i, :rh, :rw]
-            lab = out.argmax(-1) if self.output_kind == "logits" else out.long()
-            if self.lut is not None:
-                lab = torch.from_numpy(self.lut)[lab.clamp(0, len(self.lut) - 1)]
-            lab = torch.nn.functional.interpolate(lab[None, None].float(), size=(h, w), mode="nearest-exact")
-            maps.append(lab[0, 0].long())
+            rows, cols = valid_region(h, w, self.input_size)
+            out = outputs[i].cpu()
+            if labels:
+                out = out[None].float()  # (1, h_out, w_out)
+            if tuple(out.shape[-2:]) != self.input_size:
+                out = torch.nn.functional.interpolate(out[None].float(), size=self.input_size,
+                                                      mode="nearest-exact" if labels else self.upsample,
+                                                      align_corners=None if labels else False)[0]
+            out = out[:, :rows, :cols]
+            if labels:
+                lab = torch.nn.functional.interpolate(out[None], size=(h, w), mode="nearest-exact")[0, 0].long()
+            else:
+                lab = upsample_argmax(out, (h, w), self.upsample)
+            maps.append(apply_lut(lab, self.lut))
         return maps
 
     def params(self) -> int | None:
+        """Not exposed by the interpreter: None."""
         return None
 
     def weight_bytes(self) -> int:
+        """Size of the .tflite file in bytes."""
         return self.path.stat().st_size
 
 
@@ -178,46 +237,58 @@ def _sha256(path: Path) -> str:
     return sha256_of([path])
 
 
-def load_litert_model(name_or_path: str, device: str = "cpu", precision: str = "fp32", label_set: str | None = None,
+def load_litert_model(path: str, device: str = "cpu", precision: str = "fp32", label_set: str | None = None,
                       label_map: str | dict | None = None, num_threads: int | None = None,
                       input_mean: float = 128.0, input_std: float = 128.0, weights: str | None = None,
-                      **options) -> LiteRTModel:
-    """A registered LiteRT model by name (file found in the weights folders) or any .tflite path."""
+                      upsample: str = "bilinear", **options) -> LiteRTModel:
+    """A registered LiteRT model by name (its file found in :func:`weights_dirs`) or any .tflite path.
+
+    ``label_set``/``label_map`` default to the registry's for registered names (identity and no
+    label set for other files). ``input_mean``/``input_std`` (pixel units) define the real input
+    value ``(pixel - mean) / std`` before quantization. ``weights`` may name the .tflite file
+    instead of ``path``. Only ``device="cpu"`` and ``precision="fp32"`` (the model as stored).
+    """
     if options:
-        raise ConfigError(f"LiteRT model {name_or_path!r}: unknown option(s) {', '.join(sorted(options))}; "
-                          "allowed: label_set, label_map, num_threads, input_mean, input_std")
+        raise ConfigError(f"LiteRT model {path!r}: unknown option(s) {', '.join(sorted(options))}; allowed: "
+                          "label_set, label_map, num_threads, input_mean, input_std")
     if torch.device(device).type != "cpu":
         raise UnsupportedError(f"LiteRT models run on the CPU here; device {device!r} is not supported")
     if precision != "fp32":
-        raise UnsupportedError(f"LiteRT model {name_or_path!r} runs as stored (quantized); precision {precision!r} "
-                          "does not apply: use fp32 for LiteRT cells")
-    spec = LITERT_MODELS.get(name_or_path)
-    if weights not in (None, "random") and Path(weights).is_file():
-        path = Path(weights)
-    elif spec is not None:
-        path = find_weights(spec["file"])
-        if path is None:
-            raise WeightsError(f"{name_or_path!r}: {spec['file']} not found in "
-                               f"{', '.join(str(d) for d in weights_dirs())}; set SEGBENCH_WEIGHTS to its folder")
-    else:
-        path = Path(name_or_path)
-        if not path.is_file():
-            raise WeightsError(f"{name_or_path}: no such .tflite file and not a registered LiteRT model "
-                               f"({', '.join(LITERT_MODELS)})")
+        raise UnsupportedError(f"LiteRT model {path!r} runs as stored (quantized); precision {precision!r} "
+                               "does not apply: use fp32 for LiteRT cells")
     if weights == "random":
-        raise UnsupportedError(f"{name_or_path!r}: LiteRT models carry their weights; `weights: random` does not apply")
-    return LiteRTModel(path, name=name_or_path, label_set=label_set or (spec or {}).get("label_set"),
-                       label_map=label_map if label_map is not None else (spec or {}).get("label_map"),
+        raise UnsupportedError(f"{path!r}: LiteRT models carry their weights; `weights: random` does not apply")
+    if label_set is not None and label_set not in LABEL_SETS:
+        raise ConfigError(f"LiteRT model {path!r}: label_set {label_set!r} is not one of {', '.join(LABEL_SETS)}")
+    spec = LITERT_MODELS.get(path, {})
+    if weights is not None:
+        file = Path(weights)
+        if not file.is_file():
+            raise WeightsError(f"{path!r}: weights file {weights} does not exist")
+    elif spec:
+        file = find_weights(spec["file"])
+        if file is None:
+            raise WeightsError(f"{path!r}: {spec['file']} not found in {', '.join(str(d) for d in weights_dirs())}; "
+                               "set SEGBENCH_WEIGHTS to the folder holding it")
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise WeightsError(f"{path}: no such .tflite file and not a registered LiteRT model "
+                               f"({', '.join(LITERT_MODELS)})")
+    return LiteRTModel(file, name=path, label_set=label_set or spec.get("label_set"),
+                       label_map=label_map if label_map is not None else spec.get("label_map"),
                        num_threads=num_threads, input_mean=input_mean, input_std=input_std, device=device,
-                       precision=precision)
+                       precision=precision, upsample=upsample)
 
 
 def litert_model_infos() -> list[dict]:
-    """Rows for ``segbench models``."""
+    """Rows for ``segbench models``: name, family, params (None), input_size [H, W] pixels, label_set,
+    runtime, weights_from (the file name), present (whether the file is found), path, description."""
     rows = []
     for name, spec in LITERT_MODELS.items():
         path = find_weights(spec["file"])
-        rows.append({"name": name, "family": "cnn", "params": None, "input_size": None, "label_set": spec["label_set"],
-                     "runtime": "litert", "weights_from": spec["file"], "present": path is not None,
-                     "description": spec["description"]})
+        rows.append({"name": name, "family": "cnn", "params": None, "input_size": list(spec["input_size"]),
+                     "label_set": spec["label_set"], "runtime": "litert", "weights_from": spec["file"],
+                     "present": path is not None, "path": str(path) if path else None,
+                     "description": spec["description"], "aliases": []})
     return rows
