@@ -69,6 +69,24 @@ def default_root(name: str) -> Path | None:
     return data_home() / info.default_root if info.default_root else None
 
 
+def options_of(name: str) -> list[str]:
+    """Names of the options dataset ``name`` accepts (beyond root, split, limit and shard)."""
+    params = inspect.signature(_factory(name).__init__).parameters
+    return [p for p in params if p not in ("self", "root", "split", "limit", "shard")]
+
+
+def _check_subset(limit, shard) -> None:
+    """``limit`` must be a positive integer or None; ``shard`` a pair (k, n) with 0 <= k < n, or None."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"dataset limit {limit!r}: expected a positive integer (number of samples) or none")
+    if shard is not None:
+        ok = (isinstance(shard, (tuple, list)) and len(shard) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+              and shard[1] >= 1 and 0 <= shard[0] < shard[1])
+        if not ok:
+            raise ConfigError(f"dataset shard {shard!r}: expected (k, n) with integers 0 <= k < n")
+
+
 def load_dataset(name: str, root: str | None = None, split: str = "validation", limit: int | None = None,
                  shard: tuple[int, int] | None = None, **options) -> SegmentationDataset:
     """Build a registered dataset. ``limit`` keeps the first N samples (sorted order);
@@ -76,13 +94,13 @@ def load_dataset(name: str, root: str | None = None, split: str = "validation", 
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; "
                           f"known datasets: {', '.join(DATASETS)}")
-    cls = _factory(name)
-    params = inspect.signature(cls.__init__).parameters
-    allowed = [p for p in params if p not in ("self", "root", "split", "limit", "shard")]
+    _check_subset(limit, shard)
+    allowed = options_of(name)
     for key in options:
         if key not in allowed:
             raise ConfigError(f"dataset {name!r}: unknown option {key!r}{did_you_mean(key, allowed)}; "
                               f"allowed options: {', '.join(allowed) or 'none'}")
+    cls = _factory(name)
     if name == "synthetic":
         return cls(limit=limit, shard=shard, **options)
     if root is None:
@@ -99,6 +117,7 @@ def dataset_infos() -> list[dict]:
         root = default_root(name)
         rows.append({"name": name, "description": info.description, "num_classes": info.num_classes or None,
                      "ignore_index": info.ignore_index, "label_set": info.extra.get("label_set"),
-                     "root": str(root) if root else "-", "layout": info.layout,
+                     "root": str(root) if root else "-", "layout": info.layout, "splits": list(info.splits),
+                     "options": options_of(name),
                      "found": (root.exists() if root else name == "synthetic")})
     return rows

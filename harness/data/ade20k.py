@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.files import PairedFilesDataset, generated_palette, pair_by_stem, require_dir, select
+from harness.data.files import PairedFilesDataset, pair_by_stem, require_dir, select
+from harness.data.palettes import ADE20K_PALETTE
 from harness.errors import DataError
 
 LAYOUT = """  ADEChallengeData2016/
@@ -24,6 +25,7 @@ LAYOUT = """  ADEChallengeData2016/
     annotations/{split}/*.png   (mode L: 0 = other, 1..150 = classes)"""
 SPLITS = {"validation": "validation", "val": "validation", "training": "training", "train": "training"}
 
+# The first name of each class in objectInfo150.txt (class k+1 of the file is train id k).
 ADE20K_CLASSES = [
     "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass", "cabinet",
     "sidewalk", "person", "earth", "door", "table", "mountain", "plant", "curtain", "chair", "car", "water",
@@ -33,7 +35,7 @@ ADE20K_CLASSES = [
     "path", "stairs", "runway", "case", "pool table", "pillow", "screen door", "stairway", "river", "bridge",
     "bookcase", "blind", "coffee table", "toilet", "flower", "book", "hill", "bench", "countertop", "stove",
     "palm", "kitchen island", "computer", "swivel chair", "boat", "bar", "arcade machine", "hovel", "bus",
-    "towel", "light", "truck", "tower", "chandelier", "awning", "streetlight", "booth", "television receiver",
+    "towel", "light", "truck", "tower", "chandelier", "awning", "streetlight", "booth", "television",
     "airplane", "dirt track", "apparel", "pole", "land", "bannister", "escalator", "ottoman", "bottle",
     "buffet", "poster", "stage", "van", "ship", "fountain", "conveyer belt", "canopy", "washer", "plaything",
     "swimming pool", "stool", "barrel", "basket", "waterfall", "tent", "bag", "minibike", "cradle", "oven",
@@ -88,7 +90,7 @@ class ADE20KDataset(PairedFilesDataset):
         super().__init__(root, select(pairs, limit, shard), unpaired)
         info = root / "objectInfo150.txt"
         self.class_names = read_object_info(info) if info.is_file() else list(ADE20K_CLASSES)
-        self.palette = generated_palette(150)
+        self.palette = ADE20K_PALETTE
 
     def convert_label(self, raw: np.ndarray) -> np.ndarray:
         return reduce_zero_label(raw, self.ignore_index)

@@ -57,6 +57,9 @@ class SegmentationDataset:
     class_names: list[str] = []
     ignore_index: int = 255
     palette: np.ndarray | None = None  # (num_classes, 3) uint8
+    # Name of the label space ("ade20k", "cityscapes", "voc", "pascal_context_59", "coco_stuff_171"),
+    # or None for ad-hoc label spaces (folder, synthetic); compared with a model's ``label_set``.
+    label_set: str | None = None
 
     def __len__(self) -> int:
         raise NotImplementedError

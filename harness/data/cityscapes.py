@@ -34,14 +34,22 @@ LABEL_TO_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 2
                   26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
 
 
+NUM_LABEL_IDS = 34  # labelIds 0..33 exist in gtFine (license plate, id -1, is never drawn)
+
+
 def label_ids_to_train_ids(raw: np.ndarray, ignore_index: int = 255) -> np.ndarray:
-    """Map Cityscapes labelIds to train ids 0..18; every other id becomes ``ignore_index``."""
-    lut = np.full(256, ignore_index, dtype=np.int64)
+    """Map Cityscapes labelIds 0..33 to train ids 0..18, the other labelIds to ``ignore_index``.
+
+    A stored value that is no labelId (outside 0..33) becomes -1, which the sample checks
+    report as a label value outside the classes.
+    """
+    lut = np.full(NUM_LABEL_IDS, ignore_index, dtype=np.int64)
     for k, v in LABEL_TO_TRAIN.items():
         lut[k] = v
-    if raw.min() < 0 or raw.max() > 255:
-        raise DataError(f"labelIds outside 0..255 (min {raw.min()}, max {raw.max()})")
-    return lut[raw]
+    out = np.full(raw.shape, -1, dtype=np.int64)
+    valid = (raw >= 0) & (raw < NUM_LABEL_IDS)
+    out[valid] = lut[raw[valid]]
+    return out
 
 
 class CityscapesDataset(PairedFilesDataset):

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.data.files import PairedFilesDataset, generated_palette, pair_by_stem, require_dir, select
+from harness.data.files import PairedFilesDataset, pair_by_stem, require_dir, select
+from harness.data.palettes import COCO_STUFF_171_PALETTE
 from harness.errors import DataError
 
 LAYOUT = """  coco_stuff164k/
@@ -61,4 +62,4 @@ class COCOStuff164kDataset(PairedFilesDataset):
         if not pairs and not unpaired:
             raise DataError(f"{img_dir}: no images found. Expected layout:\n{LAYOUT}", path=str(img_dir))
         super().__init__(root, select(pairs, limit, shard), unpaired)
-        self.palette = generated_palette(171)
+        self.palette = COCO_STUFF_171_PALETTE

@@ -59,16 +59,20 @@ def read_label(path: Path, sample_id: str) -> np.ndarray:
 
 
 class PairedFilesDataset(SegmentationDataset):
-    """A dataset listed as (image path, label path, id) triples under ``root``.
+    """A dataset listed as (image path, label path, id) triples under ``root``, sorted by id.
 
-    Subclasses implement ``convert_label(raw) -> labels in 0..C-1 or ignore_index``.
-    ``unpaired`` lists images without a label and labels without an image, found at listing.
+    Subclasses implement ``convert_label(raw) -> labels in 0..C-1 or ignore_index``. An image
+    found without its label (or a label without its image) stays in the list with ``None`` for
+    the missing file, at its place in the sorted order: loading it raises a DataError naming
+    the file that is there, so ``limit``/``shard`` treat it like any other sample and a loader
+    skipping bad samples reports it exactly once.
     """
 
-    def __init__(self, root: Path, pairs: list[tuple[Path, Path, str]], unpaired: list[dict] | None = None):
+    def __init__(self, root: Path, pairs: list[tuple[Path | None, Path | None, str]],
+                 unpaired: list[dict] | None = None):
         self.root = Path(root)
         self.pairs = pairs
-        self.unpaired = unpaired or []
+        self.unpaired = unpaired or []  # listing problems not tied to a sample (none by default)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -81,17 +85,29 @@ class PairedFilesDataset(SegmentationDataset):
 
     def load(self, index: int) -> Sample:
         image_path, label_path, sid = self.pairs[index]
+        if image_path is None or label_path is None:
+            present = image_path or label_path
+            what = "image without label" if label_path is None else "label without image"
+            raise DataError(f"{present}: {what} (sample {sid!r})", path=str(present), sample_id=sid)
         image = read_image(image_path, sid)
-        label = self.convert_label(read_label(label_path, sid))
-        check_sample(image, label, self.num_classes, self.ignore_index, label_path, sid)
+        raw = read_label(label_path, sid)
+        label = self.convert_label(raw)
+        check_sample(image, label, self.num_classes, self.ignore_index, label_path, sid, raw=raw)
         return Sample(image=image, label=label, id=sid)
 
     def files(self) -> list[str]:
+        """Relative paths of the image and label of every sample (files missing at listing left out)."""
         out = []
         for image_path, label_path, _ in self.pairs:
-            out.append(_rel(image_path, self.root))
-            out.append(_rel(label_path, self.root))
+            out.extend(_rel(p, self.root) for p in (image_path, label_path) if p is not None)
         return out
+
+    def select(self, indices) -> PairedFilesDataset:
+        """A copy holding the samples at ``indices``, in that order."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.pairs = [self.pairs[i] for i in indices]
+        return new
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -102,27 +118,35 @@ def _rel(path: Path, root: Path) -> str:
 
 
 def check_sample(image: Image.Image, label: np.ndarray, num_classes: int, ignore_index: int, label_path,
-                 sample_id: str) -> None:
-    """Label size must equal the image's; label values must be classes or the ignore index."""
+                 sample_id: str, raw: np.ndarray | None = None) -> None:
+    """Label size must equal the image's; label values must be classes or the ignore index.
+
+    ``raw`` (the label as stored, before the dataset's conversion) is quoted in the message when given.
+    """
     if label.shape != (image.height, image.width):
         raise DataError(f"{label_path}: label is {label.shape[1]}x{label.shape[0]} but its image is "
                         f"{image.width}x{image.height} (width x height)", path=str(label_path), sample_id=sample_id)
-    bad = (label < 0) | ((label >= num_classes) & (label != ignore_index))
+    bad = (label != ignore_index) & ((label < 0) | (label >= num_classes))
     if bad.any():
         values = sorted({int(v) for v in np.unique(label[bad])})[:10]
+        stored = ""
+        if raw is not None and raw.shape == label.shape:
+            stored = f"; stored in the file as {sorted({int(v) for v in np.unique(raw[bad])})[:10]}"
         raise DataError(f"{label_path}: label values {values} are outside 0..{num_classes - 1} and not the "
-                        f"ignore index {ignore_index}", path=str(label_path), sample_id=sample_id)
+                        f"ignore index {ignore_index} ({int(bad.sum())} pixels{stored})", path=str(label_path),
+                        sample_id=sample_id)
 
 
 def pair_by_stem(images: list[Path], labels: list[Path], image_key: Callable[[Path], str],
-                 label_key: Callable[[Path], str]) -> tuple[list[tuple[Path, Path, str]], list[dict]]:
-    """Pair images and labels by key; return sorted pairs and the unpaired files (as skip records)."""
+                 label_key: Callable[[Path], str]) -> tuple[list[tuple[Path | None, Path | None, str]], list[dict]]:
+    """Pair images and labels by key, sorted by key; an unpaired file gets ``None`` as its partner.
+
+    Returns ``(pairs, [])``; the second value is kept for callers that expect listing problems.
+    """
     imap = {image_key(p): p for p in images}
     lmap = {label_key(p): p for p in labels}
-    pairs = [(imap[k], lmap[k], k) for k in sorted(imap.keys() & lmap.keys())]
-    unpaired = [{"id": k, "path": str(imap[k]), "reason": "image without label"} for k in sorted(imap.keys() - lmap.keys())]
-    unpaired += [{"id": k, "path": str(lmap[k]), "reason": "label without image"} for k in sorted(lmap.keys() - imap.keys())]
-    return pairs, unpaired
+    pairs = [(imap.get(k), lmap.get(k), k) for k in sorted(imap.keys() | lmap.keys())]
+    return pairs, []
 
 
 def read_id_list(split_file: Path, layout: str) -> list[str]:
@@ -133,16 +157,11 @@ def read_id_list(split_file: Path, layout: str) -> list[str]:
 
 
 def pair_by_id(root: Path, ids: list[str], label_dir: str, listed_in: str) -> tuple[list, list[dict]]:
-    """VOC-style pairing: JPEGImages/<id>.jpg with <label_dir>/<id>.png; missing files become skip records."""
-    pairs, unpaired = [], []
-    for sid in ids:
-        img, lab = root / "JPEGImages" / f"{sid}.jpg", root / label_dir / f"{sid}.png"
-        if img.is_file() and lab.is_file():
-            pairs.append((img, lab, sid))
-        else:
-            missing, what = (img, "image") if not img.is_file() else (lab, "label")
-            unpaired.append({"id": sid, "path": str(missing), "reason": f"{what} missing (listed in {listed_in})"})
-    return pairs, unpaired
+    """VOC-style pairing of the ids listed in split file ``listed_in``: JPEGImages/<id>.jpg with
+    <label_dir>/<id>.png, sorted by id. A listed file that is missing fails when its sample is
+    loaded (a DataError naming it), so it is skipped and reported like any broken sample."""
+    pairs = [(root / "JPEGImages" / f"{sid}.jpg", root / label_dir / f"{sid}.png", sid) for sid in sorted(set(ids))]
+    return pairs, []
 
 
 def require_dir(path: Path, what: str, layout: str) -> Path:

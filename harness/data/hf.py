@@ -13,14 +13,28 @@ import numpy as np
 
 from harness.data.ade20k import ADE20K_CLASSES, reduce_zero_label
 from harness.data.base import Sample, SegmentationDataset
-from harness.data.files import check_sample, generated_palette, select
+from harness.data.files import check_sample, select
+from harness.data.palettes import ADE20K_PALETTE
 from harness.errors import ConfigError, DataError
 
 SPLIT_NAMES = {"validation": ("validation", "val"), "val": ("validation", "val"), "training": ("train", "training"),
                "train": ("train", "training")}
 
 
+def _arrow_files(ds, root: Path) -> list[str]:
+    """The Arrow files behind a ``save_to_disk`` dataset, relative to ``root`` where possible."""
+    out = []
+    for f in getattr(ds, "cache_files", None) or []:
+        p = Path(f.get("filename", ""))
+        try:
+            out.append(p.resolve().relative_to(root.resolve()).as_posix())
+        except ValueError:
+            out.append(p.name)
+    return out
+
+
 def _load_local(root: Path, split: str):
+    """(dataset, data files relative to ``root``) for ``split`` of a local copy."""
     try:
         import datasets
     except ImportError:
@@ -31,14 +45,15 @@ def _load_local(root: Path, split: str):
         if isinstance(ds, datasets.DatasetDict):
             for n in names:
                 if n in ds:
-                    return ds[n]
+                    return ds[n], _arrow_files(ds[n], root)
             raise DataError(f"{root}: no split {split!r} (has {', '.join(ds.keys())})", path=str(root))
-        return ds
+        return ds, _arrow_files(ds, root)
     for n in names:
         files = sorted((root / "data").glob(f"{n}-*.parquet")) or sorted(root.glob(f"{n}*.parquet")) \
             or sorted((root / n).glob("*.parquet"))
         if files:
-            return datasets.load_dataset("parquet", data_files={n: [str(f) for f in files]}, split=n)
+            ds = datasets.load_dataset("parquet", data_files={n: [str(f) for f in files]}, split=n)
+            return ds, [f.relative_to(root).as_posix() for f in files]
     raise DataError(f"{root}: neither a save_to_disk folder nor parquet files for split {split!r} "
                     f"(looked for data/{names[0]}-*.parquet, {names[0]}*.parquet, {names[0]}/*.parquet)", path=str(root))
 
@@ -58,14 +73,14 @@ class ADE20KHFDataset(SegmentationDataset):
             raise DataError(f"{root}: local datasets copy not found (a save_to_disk folder or parquet files)",
                             path=str(root))
         self.root = root
-        self.ds = _load_local(root, split)
+        self.ds, self.sources = _load_local(root, split)
         for col in (image_column, label_column):
             if col not in self.ds.column_names:
                 raise DataError(f"{root}: column {col!r} missing (columns: {', '.join(self.ds.column_names)})",
                                 path=str(root))
         self.image_column, self.label_column = image_column, label_column
         self.rows = select(list(range(len(self.ds))), limit, shard)
-        self.palette = generated_palette(150)
+        self.palette = ADE20K_PALETTE
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -74,7 +89,8 @@ class ADE20KHFDataset(SegmentationDataset):
         return f"row{self.rows[index]:07d}"
 
     def files(self) -> list[str]:
-        return [f"{self.sample_id(i)}" for i in range(len(self))]
+        """The data files read (relative to the root), then one ``row<N>`` entry per sample."""
+        return [*self.sources, *(self.sample_id(i) for i in range(len(self)))]
 
     def load(self, index: int) -> Sample:
         row = self.ds[self.rows[index]]
@@ -86,5 +102,6 @@ class ADE20KHFDataset(SegmentationDataset):
             raise DataError(f"{self.root}: row {self.rows[index]} cannot be decoded ({e})", path=str(self.root),
                             sample_id=sid) from e
         label = reduce_zero_label(raw, self.ignore_index)
-        check_sample(image, label, self.num_classes, self.ignore_index, f"{self.root}[row {self.rows[index]}]", sid)
+        check_sample(image, label, self.num_classes, self.ignore_index, f"{self.root}[row {self.rows[index]}]", sid,
+                     raw=raw)
         return Sample(image=image, label=label, id=sid)

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from harness.data.base import SegmentationDataset
-from harness.errors import DataError
+from harness.errors import ConfigError, DataError
 
 POLICIES = ("error", "skip")
 
@@ -50,8 +50,8 @@ class _Items(torch.utils.data.Dataset):
         try:
             s = self.dataset.load(i)
         except DataError as e:
-            if self.policy == "error":
-                raise
+            # Returned, not raised: a worker's exception would reach the caller re-wrapped, without
+            # the file and sample it names; the main process raises it (policy "error") or records it.
             return {"skip": {"id": e.sample_id or self.dataset.sample_id(i), "path": e.path, "reason": str(e)}}
         px = self.preprocess([s.image]) if self.preprocess is not None else None
         return {"sample": s, "pixel_values": px}
@@ -75,12 +75,14 @@ def make_loader(dataset: SegmentationDataset, batch_size: int = 1, num_workers: 
                 on_bad_sample: str = "error") -> Iterator[Batch]:
     """Iterate over ``dataset`` in batches; see the module docstring for the bad-sample policy.
 
-    Samples found broken while listing the dataset (``dataset.unpaired``: an image without a
-    label or the reverse) are raised at once under "error" and reported in the first batch
-    under "skip".
+    ``batch_size`` counts samples, skipped ones included (a batch may hold fewer images, or
+    none). With ``num_workers > 0`` decoding and ``preprocess`` run in worker processes;
+    ``pixel_values`` are pinned when CUDA is available. Problems a dataset found while listing
+    that belong to no sample (``dataset.unpaired`` records) are raised at once under "error"
+    and reported in the first batch under "skip".
     """
     if on_bad_sample not in POLICIES:
-        raise ValueError(f"on_bad_sample {on_bad_sample!r} is not one of {', '.join(POLICIES)}")
+        raise ConfigError(f"on_bad_sample {on_bad_sample!r} is not one of {', '.join(POLICIES)}")
     unpaired = list(getattr(dataset, "unpaired", []) or [])
     if unpaired and on_bad_sample == "error":
         first = unpaired[0]
@@ -93,6 +95,9 @@ def make_loader(dataset: SegmentationDataset, batch_size: int = 1, num_workers: 
         persistent_workers=False)
     first = True
     for batch in loader:
+        if on_bad_sample == "error" and batch.skipped:
+            bad = batch.skipped[0]
+            raise DataError(bad["reason"], path=bad["path"], sample_id=bad["id"])
         if first and unpaired:
             batch.skipped = unpaired + batch.skipped
         first = False

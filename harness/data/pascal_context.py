@@ -21,12 +21,12 @@ import numpy as np
 from harness.data.ade20k import reduce_zero_label
 from harness.data.files import (
     PairedFilesDataset,
-    generated_palette,
     pair_by_id,
     read_id_list,
     require_dir,
     select,
 )
+from harness.data.palettes import PASCAL_CONTEXT_59_PALETTE
 from harness.errors import DataError
 
 LAYOUT = """  VOCdevkit/VOC2010/
@@ -57,9 +57,9 @@ class PascalContext59Dataset(PairedFilesDataset):
         split_file = root / "ImageSets" / "SegmentationContext" / f"{SPLITS[split]}.txt"
         ids = read_id_list(split_file, LAYOUT)
         require_dir(root / "SegmentationClassContext", "SegmentationClassContext folder", LAYOUT)
-        pairs, unpaired = pair_by_id(root, ids, "SegmentationClassContext", split_file.name)
+        pairs, unpaired = pair_by_id(root, ids, "SegmentationClassContext", str(split_file))
         super().__init__(root, select(pairs, limit, shard), unpaired)
-        self.palette = generated_palette(59)
+        self.palette = PASCAL_CONTEXT_59_PALETTE
 
     def convert_label(self, raw: np.ndarray) -> np.ndarray:
         return reduce_zero_label(raw, self.ignore_index)

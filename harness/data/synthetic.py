@@ -73,11 +73,13 @@ class SyntheticDataset(SegmentationDataset):
                 inside, edge = d <= 1.0, (d <= 1.0) & (d > 0.85)
             label[inside] = cls
             border |= edge
-        if self.ignore_fraction > 0:
-            drop = border & (rng.random((h, w)) < min(1.0, self.ignore_fraction * 10))
-            label[drop] = self.ignore_index
-        colours = self.palette[np.where(label == self.ignore_index, 0, label)].astype(np.float32)
+        # The image is painted from the regions before any pixel is ignored, so the ignored band
+        # looks like its surroundings (as in real annotations) instead of giving itself away.
+        colours = self.palette[label].astype(np.float32)
         texture = 20.0 * np.sin(xx / (3.0 + (label % 7))) * np.cos(yy / (4.0 + (label % 5)))
         noise = rng.normal(0.0, 12.0, (h, w, 3))
         img = np.clip(colours + texture[..., None] + noise, 1, 255).astype(np.uint8)
+        if self.ignore_fraction > 0:
+            drop = border & (rng.random((h, w)) < min(1.0, self.ignore_fraction * 10))
+            label[drop] = self.ignore_index
         return Sample(image=Image.fromarray(img, mode="RGB"), label=label, id=self.sample_id(index))

@@ -45,6 +45,6 @@ class VOCDataset(PairedFilesDataset):
         else:
             split_file = root / "ImageSets" / "Segmentation" / f"{SPLITS[split]}.txt"
             ids = read_id_list(split_file, LAYOUT + "\n(or use split: all to take every annotated image)")
-        pairs, unpaired = pair_by_id(root, ids, "SegmentationClass", split_file.name)
+        pairs, unpaired = pair_by_id(root, ids, "SegmentationClass", str(split_file))
         super().__init__(root, select(pairs, limit, shard), unpaired)
         self.palette = voc_palette(256)[:21]
