@@ -3,26 +3,34 @@ PyTorch fp32 recorded, the same measurement path as PyTorch cells, and no accura
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
+import torch
 import yaml
 from layouts import write_ade20k
-from tiny_models import save_tiny_dpt, save_tiny_segformer, save_tiny_upernet
+from tiny_models import save_tiny_deeplab, save_tiny_dpt, save_tiny_segformer, save_tiny_upernet
 
 import harness
-from harness.errors import UnsupportedError
+from harness.errors import ConfigError, UnsupportedError
+from harness.models.base import SegmentationModel
+from harness.models.onnx import load_onnx_model
 from harness.results import load_run
 from harness.runner import run_suite
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'segbench[onnx]')")
 
 
-@pytest.mark.parametrize("save", [save_tiny_segformer, save_tiny_dpt, save_tiny_upernet])
-def test_export_parity_and_dynamic_batch(tmp_path, save):
+@pytest.mark.parametrize("save,exporter", [(save_tiny_segformer, "torchscript"), (save_tiny_dpt, "torchscript"),
+                                           (save_tiny_dpt, "dynamo"), (save_tiny_upernet, "auto"),
+                                           (save_tiny_deeplab, "torchscript")])
+def test_export_parity_and_dynamic_batch(tmp_path, save, exporter):
     path = save(tmp_path / "m")
     ref = harness.load_model(str(path))
-    m = harness.load_model(str(path), runtime="onnxruntime", cache_dir=str(tmp_path / "cache"))
+    m = harness.load_model(str(path), runtime="onnxruntime", cache_dir=str(tmp_path / "cache"), exporter=exporter)
     assert m.runtime == "onnxruntime" and m.parity["passed"] and m.parity["max_abs_diff"] < 1e-3
+    assert m.weights["onnx"]["exporter"] == ("dynamo" if exporter == "auto" else exporter)
     assert m.parity["label_agreement"] > 0.99 and m.params() == ref.params()
     rng = np.random.default_rng(0)
     from PIL import Image
@@ -36,13 +44,63 @@ def test_export_parity_and_dynamic_batch(tmp_path, save):
 def test_export_is_cached_by_model_weights_and_opset(tmp_path):
     path = save_tiny_segformer(tmp_path / "m")
     cache = tmp_path / "cache"
-    a = harness.load_model(str(path), runtime="onnxruntime", cache_dir=str(cache))
-    files = list(cache.glob("*.onnx"))
-    assert len(files) == 1 and a.weights["onnx"]["exporter"] in ("torchscript", "dynamo")
-    b = harness.load_model(str(path), runtime="onnxruntime", cache_dir=str(cache))
-    assert b.weights["onnx"]["exporter"] == "cached" and list(cache.glob("*.onnx")) == files
-    harness.load_model(str(path), runtime="onnxruntime", cache_dir=str(cache), opset=18)
-    assert len(list(cache.glob("*.onnx"))) == 2
+    load = functools.partial(harness.load_model, str(path), runtime="onnxruntime", cache_dir=str(cache),
+                             exporter="torchscript")
+    a = load()
+    files = sorted(cache.glob("*/model.onnx"))
+    assert len(files) == 1 and not a.weights["onnx"]["cached"] and a.weights["onnx"]["opset"] == 17
+    assert sorted(p.name for p in cache.iterdir()) == [files[0].parent.name]  # no temporary folder left
+    mtime = files[0].stat().st_mtime_ns
+    b = load()
+    assert b.weights["onnx"]["cached"] and b.weights["onnx"]["exporter"] == "torchscript"
+    assert sorted(cache.glob("*/model.onnx")) == files and files[0].stat().st_mtime_ns == mtime
+    load(opset=18)
+    assert len(list(cache.glob("*/model.onnx"))) == 2
+    other = save_tiny_segformer(tmp_path / "other", num_labels=19)  # other weights: another entry
+    harness.load_model(str(other), runtime="onnxruntime", cache_dir=str(cache), exporter="torchscript")
+    assert len(list(cache.glob("*/model.onnx"))) == 3
+
+
+class _DictOutput(torch.nn.Module):
+    """A module called positionally that returns {"out": logits}, as torchvision's segmentation models do."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 5, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        return {"out": torch.nn.functional.interpolate(self.conv(x)[:, :, ::2, ::2], size=x.shape[-2:],
+                                                       mode="bilinear", align_corners=False)}
+
+
+class _TinyAdapter(SegmentationModel):
+    name, num_labels, input_size, weights = "dict-output", 5, (32, 32), {"source": "random"}
+
+    def __init__(self):
+        super().__init__()
+        self.module = _DictOutput().eval()
+        self.preprocessor = lambda ims: torch.stack([torch.from_numpy(np.asarray(im.resize((32, 32)), np.float32))
+                                                     .permute(2, 0, 1) / 255 for im in ims])
+
+    def _run(self, x):
+        return self.module(x)["out"]
+
+
+@pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
+def test_modules_returning_a_dict_export(tmp_path, exporter):
+    m = load_onnx_model(_TinyAdapter(), cache_dir=str(tmp_path), exporter=exporter)
+    assert m.parity["passed"] and m.parity["label_agreement"] == 1.0 and m.weights["onnx"]["exporter"] == exporter
+    x = torch.rand(4, 3, 32, 32)
+    ref = _TinyAdapter()
+    assert torch.allclose(m.forward(x), ref.forward(x), atol=1e-5)
+
+
+def test_options_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="exporter 'jit'"):
+        load_onnx_model(_TinyAdapter(), cache_dir=str(tmp_path), exporter="jit")
+    with pytest.raises(ConfigError, match="unknown option"):
+        load_onnx_model(_TinyAdapter(), cache_dir=str(tmp_path), batch=4)
 
 
 def test_other_precisions_are_unsupported(tmp_path):
@@ -57,7 +115,8 @@ def _suite(tmp_path, atol):
     p = tmp_path / f"s{atol}.yaml"
     p.write_text(yaml.safe_dump({
         "name": "onnx", "models": [{"name": str(model), "label": "tiny",
-                                    "options": {"cache_dir": str(tmp_path / "cache"), "parity_atol": atol}}],
+                                    "options": {"cache_dir": str(tmp_path / "cache"), "parity_atol": atol,
+                                                "exporter": "torchscript"}}],
         "datasets": [{"name": "ade20k", "root": str(ade)}], "runtimes": ["onnxruntime"],
         "measure": {"iters": 2, "flops": False}}))
     return p

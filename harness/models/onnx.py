@@ -1,6 +1,15 @@
-"""ONNX Runtime beside PyTorch: export a registry model to ONNX (dynamic batch axis), cache the
-file by model + weights + opset + input size, and check parity against PyTorch fp32 before any
-measurement. A model whose parity check fails still gets speed and memory; its accuracy is not shown.
+"""ONNX Runtime beside PyTorch: export a PyTorch registry model to ONNX (dynamic batch axis), cache the
+export by model + weights provenance + opset + input size, and check parity against PyTorch fp32 before
+anything is measured. A model whose parity check fails still gets speed and memory; its accuracy is
+not shown (the runner reads :attr:`OnnxModel.parity`).
+
+Exporters (torch 2.13): the dynamo exporter (``torch.export`` + onnxscript) handles every registry
+architecture, UperNet's adaptive pooling included; the TorchScript exporter is faster on small models
+but cannot express UperNet. ``exporter="auto"`` tries dynamo first and falls back to TorchScript.
+
+Cache layout: ``<cache root>/<key>/model.onnx`` (+ ``model.onnx.data`` for external weights) and
+``meta.json`` (exporter, opset, export seconds); each entry is written in a temporary folder and
+renamed into place, so concurrent cells never see half a file.
 """
 
 from __future__ import annotations
@@ -8,6 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,76 +28,129 @@ import torch
 from harness.errors import ConfigError, UnsupportedError
 from harness.models.base import SegmentationModel
 
-PARITY_BATCH = 2
+EXPORT_BATCH = 2  # example batch of the export (torch.export specialises a batch of 1)
+PARITY_BATCH = 3  # parity runs at a batch size the export never saw
+EXPORTERS = ("auto", "dynamo", "torchscript")
+DYNAMO_MIN_OPSET = 18
+INSTALL_HINT = "pip install 'segbench[onnx]'"
 
 
 def cache_root(cache_dir: str | None = None) -> Path:
-    """Where exported files are kept: ``cache_dir``, $SEGBENCH_CACHE/onnx, or ~/.cache/segbench/onnx."""
+    """Where exports are kept: ``cache_dir``, $SEGBENCH_CACHE/onnx, or ~/.cache/segbench/onnx."""
     if cache_dir:
         return Path(cache_dir)
     base = os.environ.get("SEGBENCH_CACHE")
     return Path(base) / "onnx" if base else Path.home() / ".cache" / "segbench" / "onnx"
 
 
-def cache_key(model: SegmentationModel, opset: int) -> str:
+def cache_key(model: SegmentationModel, opset: int, exporter: str = "auto") -> str:
+    """24 hex digits over the model's name, weights provenance, input size, opset, exporter and torch version."""
     ident = {"name": model.name, "weights": model.weights, "opset": opset, "input_size": list(model.input_size),
-             "torch": torch.__version__}
+             "exporter": exporter, "torch": torch.__version__}
     return hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
+def logits_of(output) -> torch.Tensor:
+    """The logits tensor of a segmentation module's output: ``.logits`` (transformers), ``["out"]``
+    (torchvision) or the tensor itself."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict) and "out" in output:
+        return output["out"]
+    logits = getattr(output, "logits", None)
+    if isinstance(logits, torch.Tensor):
+        return logits
+    raise UnsupportedError(f"cannot find logits in a {type(output).__name__} output (expected .logits, "
+                           "['out'] or a tensor)")
+
+
 class _Logits(torch.nn.Module):
-    """The network as a plain tensor -> logits function, for export."""
+    """The network as a plain ``pixel_values -> logits`` function, for export."""
 
     def __init__(self, module: torch.nn.Module):
         super().__init__()
         self.module = module
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.module(pixel_values=pixel_values).logits
+        return logits_of(self.module(pixel_values))
 
 
-def export(model: SegmentationModel, path: Path, opset: int) -> str:
-    """Export ``model`` (fp32, CPU) with a dynamic batch axis; returns the exporter used."""
+def _export_once(wrapper: torch.nn.Module, example: torch.Tensor, path: Path, opset: int, dynamo: bool) -> int:
+    """One export attempt into ``path``; returns the opset written."""
+    names = {"input_names": ["pixel_values"], "output_names": ["logits"]}
+    with torch.no_grad():
+        if dynamo:
+            opset = max(opset, DYNAMO_MIN_OPSET)
+            batch = torch.export.Dim("batch", min=1, max=1024)
+            torch.onnx.export(wrapper, (example,), str(path), dynamic_shapes=({0: batch},), opset_version=opset,
+                              dynamo=True, verbose=False, **names)
+        else:
+            torch.onnx.export(wrapper, (example,), str(path), opset_version=opset, dynamo=False,
+                              dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}}, **names)
+    return opset
+
+
+def export(model: SegmentationModel, directory: Path, opset: int, exporter: str = "auto") -> dict:
+    """Export ``model`` (fp32, CPU) into ``directory/model.onnx``; returns the entry's meta data.
+
+    The files are written in a temporary sibling folder that is renamed to ``directory`` at the end.
+    Raises ConfigError with each exporter's error when none succeeds.
+    """
     wrapper = _Logits(model.module.float().cpu()).eval()
     h, w = model.input_size
-    example = torch.rand((PARITY_BATCH, 3, h, w), generator=torch.Generator().manual_seed(0)) + 0.1
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.onnx")
+    example = torch.rand((EXPORT_BATCH, 3, h, w), generator=torch.Generator().manual_seed(0)) + 0.1
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{directory.name}.tmp-", dir=directory.parent))
     errors = []
-    for dynamo in (False, True):  # the TorchScript exporter first (fast); the dynamo exporter when it cannot
-        try:
-            with torch.no_grad():
-                if dynamo:
-                    batch = torch.export.Dim("batch", min=1, max=1024)
-                    torch.onnx.export(wrapper, (example,), str(tmp), input_names=["pixel_values"],
-                                      output_names=["logits"], dynamic_shapes=({0: batch},), opset_version=max(opset, 18),
-                                      dynamo=True)
-                else:
-                    torch.onnx.export(wrapper, (example,), str(tmp), input_names=["pixel_values"],
-                                      output_names=["logits"], opset_version=opset, dynamo=False,
-                                      dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
-            wrapper.eval()  # the exporter restores the wrapper's mode, which would put the network in training
-            os.replace(tmp, path)
-            return "dynamo" if dynamo else "torchscript"
-        except Exception as e:  # noqa: BLE001  each exporter fails differently
-            wrapper.eval()
-            errors.append(f"{'dynamo' if dynamo else 'torchscript'} exporter: {type(e).__name__}: {str(e)[:300]}")
+    try:
+        for dynamo in {"auto": (True, False), "dynamo": (True,), "torchscript": (False,)}[exporter]:
+            name = "dynamo" if dynamo else "torchscript"
+            t0 = time.perf_counter()
+            try:
+                written = _export_once(wrapper, example, tmp / "model.onnx", opset, dynamo)
+            except Exception as e:  # noqa: BLE001  each exporter fails in its own way
+                errors.append(f"{name} exporter: {type(e).__name__}: {str(e)[:300]}")
+                for f in tmp.iterdir():
+                    f.unlink()
+                continue
+            finally:
+                wrapper.eval()  # the exporters restore the wrapper's mode, which could leave it training
+            meta = {"exporter": name, "opset": written, "export_s": round(time.perf_counter() - t0, 3),
+                    "torch": torch.__version__}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            try:
+                os.replace(tmp, directory)
+            except OSError:  # another process finished the same entry first: keep theirs
+                shutil.rmtree(tmp, ignore_errors=True)
+                return json.loads((directory / "meta.json").read_text())
+            return meta
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     raise ConfigError(f"{model.name}: ONNX export failed: " + " | ".join(errors))
 
 
 class OnnxModel(SegmentationModel):
-    """A registry model run by an ONNX Runtime session; pre- and postprocessing as the PyTorch model."""
+    """A registry model run by an ONNX Runtime session; pre- and postprocessing as the PyTorch model.
+
+    Attributes:
+        parity: ``{max_abs_diff, label_agreement, atol, passed, inputs}`` against PyTorch fp32.
+        providers: the session's execution providers, in order.
+    """
 
     runtime = "onnxruntime"
 
-    def __init__(self, torch_model: SegmentationModel, session, path: Path, exporter: str, parity: dict):
+    def __init__(self, torch_model: SegmentationModel, session, directory: Path, meta: dict, cached: bool,
+                 parity: dict):
         super().__init__(device=str(torch_model.device), precision="fp32", upsample=torch_model.upsample)
         for attr in ("name", "family", "num_labels", "id2label", "input_size", "label_set", "preprocessor",
                      "image_mean", "image_std"):
             setattr(self, attr, getattr(torch_model, attr))
-        self.weights = {**torch_model.weights, "onnx": {"path": str(path), "exporter": exporter}}
+        self._bytes = sum(f.stat().st_size for f in directory.iterdir() if f.name != "meta.json")
+        self.weights = {**torch_model.weights,
+                        "onnx": {"path": str(directory / "model.onnx"), "exporter": meta.get("exporter"),
+                                 "opset": meta.get("opset"), "cached": cached, "bytes": self._bytes}}
         self._params = torch_model.params()
-        self._bytes = path.stat().st_size
         self.session = session
         self.parity = parity
         self.providers = session.get_providers()
@@ -95,32 +160,54 @@ class OnnxModel(SegmentationModel):
         return torch.from_numpy(out).to(self.device)
 
     def params(self) -> int:
+        """Parameters of the PyTorch model that was exported."""
         return self._params
 
     def weight_bytes(self) -> int:
+        """Bytes of the exported files (graph and weights)."""
         return self._bytes
 
 
 def check_parity(torch_model: SegmentationModel, session, atol: float) -> dict:
-    """Max |logit difference| and argmax agreement between ONNX Runtime and PyTorch fp32 on seeded inputs."""
+    """Max |logit difference| and argmax agreement (fraction of equal pixels) of ONNX Runtime vs PyTorch
+    fp32 on :data:`PARITY_BATCH` seeded non-zero inputs in [-1, 1); ``passed`` when the difference <= atol."""
     h, w = torch_model.input_size
-    g = torch.Generator().manual_seed(1)
-    x = torch.rand((PARITY_BATCH + 1, 3, h, w), generator=g) * 2 - 1  # a batch size the export never saw
+    x = torch.rand((PARITY_BATCH, 3, h, w), generator=torch.Generator().manual_seed(1)) * 2 - 1
     with torch.inference_mode():
-        ref = torch_model.module.float().cpu()(pixel_values=x).logits.numpy()
+        ref = logits_of(torch_model.module.float().cpu()(x)).numpy()
     got = session.run(["logits"], {"pixel_values": x.numpy()})[0]
-    diff = float(np.abs(got - ref).max())
+    if got.shape != ref.shape:
+        return {"max_abs_diff": None, "label_agreement": None, "atol": atol, "passed": False,
+                "inputs": f"shape {list(got.shape)} vs PyTorch {list(ref.shape)}"}
+    diff = float(np.abs(got.astype(np.float64) - ref).max())
     agreement = float(np.mean(got.argmax(1) == ref.argmax(1)))
-    return {"max_abs_diff": diff, "label_agreement": agreement, "atol": atol, "passed": diff <= atol,
-            "inputs": f"{PARITY_BATCH + 1} seeded random images at {h}x{w}"}
+    return {"max_abs_diff": diff, "label_agreement": agreement, "atol": atol, "passed": bool(diff <= atol),
+            "inputs": f"{PARITY_BATCH} seeded random images at {h}x{w}"}
+
+
+def _providers(torch_model: SegmentationModel, ort) -> list[str]:
+    """CPU, or CUDA then CPU for a cuda model; UnsupportedError when this onnxruntime has no CUDA."""
+    if torch_model.device.type != "cuda":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise UnsupportedError("CUDAExecutionProvider is not available in this onnxruntime build "
+                               f"(available: {', '.join(ort.get_available_providers())}); install onnxruntime-gpu")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 def load_onnx_model(torch_model: SegmentationModel, opset: int = 17, cache_dir: str | None = None,
-                    providers: list[str] | None = None, parity_atol: float = 1e-3, **options) -> OnnxModel:
-    """Export (or reuse the cached export of) ``torch_model`` and wrap an ONNX Runtime session around it."""
+                    providers: list[str] | None = None, parity_atol: float = 1e-3, exporter: str = "auto",
+                    **options) -> OnnxModel:
+    """Export (or reuse the cached export of) ``torch_model`` and wrap an ONNX Runtime session around it.
+
+    The session uses ``torch.get_num_threads()`` intra-op threads. Parity against the PyTorch model
+    is checked before returning; the PyTorch module is released afterwards.
+    """
     if options:
         raise ConfigError(f"onnxruntime: unknown option(s) {', '.join(sorted(options))}; "
-                          "allowed: opset, cache_dir, providers, parity_atol")
+                          "allowed: opset, cache_dir, providers, parity_atol, exporter")
+    if exporter not in EXPORTERS:
+        raise ConfigError(f"onnxruntime: exporter {exporter!r} is not one of {', '.join(EXPORTERS)}")
     if torch_model.precision != "fp32":
         raise UnsupportedError(f"{torch_model.name}: the onnxruntime runtime runs the fp32 export; "
                                f"precision {torch_model.precision!r} does not apply")
@@ -129,19 +216,16 @@ def load_onnx_model(torch_model: SegmentationModel, opset: int = 17, cache_dir: 
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ConfigError("the onnxruntime runtime needs onnx and onnxruntime: pip install 'segbench[onnx]'") from None
-    path = cache_root(cache_dir) / f"{cache_key(torch_model, opset)}.onnx"
-    exporter = "cached"
-    if not path.is_file():
-        exporter = export(torch_model, path, opset)
-    if providers is None:
-        providers = ["CPUExecutionProvider"]
-        if torch_model.device.type == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        elif torch_model.device.type == "cuda":
-            raise UnsupportedError("CUDAExecutionProvider is not available in this onnxruntime build")
-    session = ort.InferenceSession(str(path), providers=providers)
+        raise ConfigError(f"the onnxruntime runtime needs onnx and onnxruntime: {INSTALL_HINT}") from None
+    providers = providers or _providers(torch_model, ort)
+    directory = cache_root(cache_dir) / cache_key(torch_model, opset, exporter)
+    cached = (directory / "model.onnx").is_file() and (directory / "meta.json").is_file()
+    meta = json.loads((directory / "meta.json").read_text()) if cached else export(torch_model, directory, opset,
+                                                                                    exporter)
+    session_options = ort.SessionOptions()
+    session_options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(directory / "model.onnx"), sess_options=session_options, providers=providers)
     parity = check_parity(torch_model, session, parity_atol)
-    model = OnnxModel(torch_model, session, path, exporter, parity)
+    model = OnnxModel(torch_model, session, directory, meta, cached, parity)
     torch_model.module = None  # the PyTorch weights are not needed any more; free them
     return model
