@@ -62,6 +62,9 @@ def _skip_reason(cell: Cell) -> str | None:
         return "MPS is not available on this machine"
     if cell.precision == "tf32" and dev.type != "cuda":
         return "tf32 applies to CUDA matmuls only"
+    if cell.runtime == "onnxruntime" and cell.protocol.get("mode", "whole") != "whole":
+        return (f"protocol {cell.protocol.get('mode')!r} resizes images, but the ONNX export has a fixed "
+                "image size (only the batch axis is dynamic)")
     return None
 
 

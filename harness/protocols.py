@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from harness.errors import ConfigError
+from harness.errors import UnsupportedError
 
 
 def image_to_tensor01(image: Image.Image) -> torch.Tensor:
@@ -52,7 +52,7 @@ def base_size(height: int, width: int, resize, model_size: Sequence[int]) -> tup
 def _forward_logits(model, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
     """Logits of ``x`` (normalised, on the device) as float32, resized to ``size`` when given."""
     if model.output_kind != "logits":
-        raise ConfigError(f"protocol needs a model that outputs logits; {model.name!r} outputs label maps")
+        raise UnsupportedError(f"protocol needs a model that outputs logits; {model.name!r} outputs label maps")
     out = model.forward(x).float()
     return out if size is None else F.interpolate(out, size=size, mode=model.upsample, align_corners=False)
 

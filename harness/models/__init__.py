@@ -61,7 +61,8 @@ def load_model(name_or_path: str, weights: str | None = None, device: str = "cpu
     if name_or_path.endswith(".tflite") or runtime == "litert" or name_or_path.endswith("-litert"):
         litert = _runtime_module("litert", "the LiteRT runtime")
         extra = {"weights": weights} if weights is not None else {}
-        return litert.load_litert_model(name_or_path, device=device, precision=precision, **extra, **options)
+        return litert.load_litert_model(name_or_path, device=device, precision=precision, upsample=upsample,
+                                        **extra, **options)
     if runtime == "pytorch" and options:
         raise ConfigError(f"model {name_or_path!r}: unknown option(s) {', '.join(sorted(options))} "
                           "(the PyTorch runtime takes none; options are for the onnxruntime and litert runtimes)")
