@@ -17,11 +17,16 @@ torchmetrics differs: ``MulticlassJaccardIndex(average=None)`` reports such a cl
 counts a class that is predicted but absent from the ground truth as accuracy 0.0, where
 mAcc here leaves it out. All metrics are fractions in [0, 1]; NaN when undefined.
 
-Speed. Both maps are fused into one int32 bin index ``target * (C + 1) + pred`` with a
-single ``torch.add(pred, target, alpha=C + 1)`` and counted by one ``torch.bincount`` on the
-inputs' device. Ignored pixels are not removed with a boolean mask: they fall into their own
-row, which is dropped afterwards, and target values that are not classes are found from the
-counts of those extra rows instead of a separate scan. See docs/PERFORMANCE.md for figures.
+Speed. Both maps are fused into one bin index ``target * (C + 1) + pred`` and counted.
+Ignored pixels are not removed with a boolean mask: they fall into their own histogram row,
+dropped afterwards, and target values that are not classes are found from the counts of the
+unused rows. On CUDA (or any non-CPU device) the whole batch is indexed by one
+``torch.add(pred, target, alpha=C + 1)`` and counted by one ``torch.bincount``. On the CPU
+the pixels go through in cache-sized blocks (~32k pixels), each checked and indexed with
+numpy and counted into one histogram with ``index_add_``, all in the calling thread. None of
+these kernels starts an OpenMP team: whole-tensor ATen kernels do, and when another process
+holds a core their barriers stall (measured here: 20x slower at the median on a loaded
+2-core machine, for ~20% more speed on an idle one). See docs/PERFORMANCE.md for figures.
 """
 
 from __future__ import annotations
@@ -32,14 +37,18 @@ import warnings
 import numpy as np
 import torch
 
-# Bin indices are int32 while the histogram (rows x (C + 1), times the images of a batch) stays below this.
+# Pixels per CPU block: two int64 maps and the int64 index stay in a core's L2 cache (measured best).
+_BLOCK = 32768 - 64
+# Bin indices are int32 while the histogram (rows x (C + 1) per image, times the images) stays below this.
 _INT32_BINS = 2**31 - 1
-# Target values up to this bound (or C - 1, if larger) get their own histogram row (fast path).
+# Target values below this bound (or below C, if larger) get their own histogram row.
 _FAST_ROWS = 256
 # Unsigned types torch stores but cannot scan or count: widened to int64 first.
 _WIDEN = {torch.uint16, torch.uint32, torch.uint64}
-# Images per block in bootstrap_miou: bounds the (resamples x images) weight matrix to ~128 MiB.
+# bootstrap_miou draws resamples in blocks of this many (resample, image) cells: ~128 MiB of float64.
 _BOOT_CELLS = 2**24
+
+_ONES = torch.ones(_BLOCK, dtype=torch.int64)  # index_add_ source: one count per pixel
 
 
 def _label_tensor(x, name: str, device: torch.device | None) -> torch.Tensor:
@@ -80,9 +89,107 @@ def _label_pair(pred, target, device: torch.device | None) -> tuple[torch.Tensor
     return pred, target
 
 
-def _bad_target(value: int, num_classes: int, ignore_index: int) -> ValueError:
-    return ValueError(f"target value {value} is outside 0..{num_classes - 1} and is not the "
-                      f"ignore index {ignore_index}")
+def _unsigned_max(x: np.ndarray) -> int:
+    """Largest value of ``x`` read as unsigned: one pass that also catches negative values (huge)."""
+    if x.dtype.kind == "i":
+        x = x.view(x.dtype.str.replace("i", "u"))
+    return int(x.max())
+
+
+class _Layout:
+    """Histogram layout of one image: ``rows`` target rows x ``K = C + 1`` prediction columns.
+
+    Rows 0..C-1 are the classes; rows C..spill-1 hold target values that are not classes
+    (they must stay empty, except the ignore index's own row); row ``spill`` takes ignored
+    pixels whose value has no row (a negative or very large ignore index). All are dropped.
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int):
+        self.C, self.K, self.ignore_index = num_classes, num_classes + 1, ignore_index
+        self.spill = max(num_classes, _FAST_ROWS)
+        self.rows = self.spill + 1
+        self.bins = self.rows * self.K
+        self.ignore_row = ignore_index if 0 <= ignore_index < self.spill else self.spill
+        self.index_dtype = torch.int32 if self.bins <= _INT32_BINS else torch.int64
+
+    def bad_target(self, value: int) -> ValueError:
+        return ValueError(f"target value {value} is outside 0..{self.C - 1} and is not the "
+                          f"ignore index {self.ignore_index}")
+
+    def index(self, p: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Bin index ``t * K + p`` of flat pixels ``p``, ``t`` written into ``out`` (same length)."""
+        C = self.C
+        if t.dtype != torch.uint8:  # uint8 values always have a row: nothing to check
+            lo, hi = (int(v) for v in torch.aminmax(t))
+            if lo < 0 or hi >= self.spill:
+                bad = ((t < 0) | (t >= C)) & (t != self.ignore_index)
+                if bool(bad.any()):
+                    raise self.bad_target(int(t[bad][0]))
+                t = torch.where(t == self.ignore_index, self.spill, t)
+        plo, phi = (int(v) for v in torch.aminmax(p))
+        if plo < 0:
+            p = torch.where((p < 0) | (p > C), C, p)
+        elif phi > C:
+            p = p.clamp(max=C)
+        if torch.promote_types(p.dtype, t.dtype).itemsize < out.element_size():
+            t = t.to(out.dtype)  # the arithmetic happens in the inputs' type
+        return torch.add(p, t, alpha=self.K, out=out)
+
+    def index_numpy(self, p: np.ndarray, t: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """:meth:`index` for CPU blocks, in numpy (whose kernels never start a thread team)."""
+        C = self.C
+        if t.dtype != np.uint8 and _unsigned_max(t) >= self.spill:  # a negative value also lands here
+            t = t.astype(np.int64)
+            bad = ((t < 0) | (t >= C)) & (t != self.ignore_index)
+            if bad.any():
+                raise self.bad_target(int(t[bad][0]))
+            t = np.where(t == self.ignore_index, self.spill, t)
+        if _unsigned_max(p) > C:
+            p = p.astype(np.int64)
+            p = np.where((p < 0) | (p > C), C, p)
+        np.multiply(t, self.K, out=out, dtype=out.dtype)
+        return np.add(out, p, out=out, dtype=out.dtype)
+
+    def finish(self, counts: torch.Tensor) -> torch.Tensor:
+        """(n, rows, K) histogram -> (n, C, K) counts; raises if a non-class target value was counted."""
+        counts[:, self.ignore_row, :] = 0
+        extra = counts[:, self.C:self.spill, :]
+        if extra.numel():
+            per_row = extra.numpy().sum(axis=(0, 2)) if extra.device.type == "cpu" else extra.sum(dim=(0, 2)).cpu()
+            hits = np.flatnonzero(np.asarray(per_row))
+            if hits.size:
+                raise self.bad_target(self.C + int(hits[0]))
+        return counts[:, :self.C, :]
+
+
+def _counts_whole(p: torch.Tensor, t: torch.Tensor, layout: _Layout, num_images: int) -> torch.Tensor:
+    """One fused index and one ``torch.bincount`` over all pixels (the path for CUDA and other devices)."""
+    dtype = layout.index_dtype if layout.bins * num_images <= _INT32_BINS else torch.int64
+    idx = layout.index(p, t, torch.empty(p.shape, dtype=dtype, device=p.device))
+    if num_images > 1:
+        offsets = torch.arange(num_images, dtype=dtype, device=idx.device).mul_(layout.bins)
+        idx.view(num_images, -1).add_(offsets.view(num_images, 1))
+    counts = torch.bincount(idx, minlength=layout.bins * num_images)
+    return layout.finish(counts.view(num_images, layout.rows, layout.K))
+
+
+def _counts_blocks(p: torch.Tensor, t: torch.Tensor, layout: _Layout, num_images: int) -> torch.Tensor:
+    """CPU path: cache-sized blocks, each indexed in numpy and counted by ``index_add_``, in this thread."""
+    pn, tn = p.numpy(), t.numpy()
+    per_image = pn.size // num_images
+    n_blocks = -(-per_image // _BLOCK)
+    hist = np.zeros(num_images * layout.bins, dtype=np.int64)
+    hist_t = torch.from_numpy(hist)
+    buf = np.empty(_BLOCK, dtype=np.int64)  # int64 arithmetic needs no cast: faster than int32 here
+    buf_t = torch.from_numpy(buf)
+    for i in range(num_images):
+        image_hist = hist_t[i * layout.bins:(i + 1) * layout.bins]
+        for j in range(n_blocks):
+            a = i * per_image + per_image * j // n_blocks
+            b = i * per_image + per_image * (j + 1) // n_blocks
+            layout.index_numpy(pn[a:b], tn[a:b], buf[: b - a])
+            image_hist.index_add_(0, buf_t[: b - a], _ONES[: b - a])
+    return layout.finish(hist_t.view(num_images, layout.rows, layout.K))
 
 
 def pair_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255,
@@ -95,57 +202,18 @@ def pair_counts(pred: torch.Tensor, target: torch.Tensor, num_classes: int, igno
     0..C-1; pixels with target ``ignore_index`` are dropped. Raises ValueError for any other
     target value outside 0..C-1.
     """
-    C, K = num_classes, num_classes + 1
+    C = num_classes
     t, p = target.reshape(-1), pred.reshape(-1)
     if t.numel() != p.numel():
         raise ValueError(f"pred has {p.numel()} elements, target {t.numel()}; expected the same number")
     if t.numel() == 0:
-        return torch.zeros((num_images, C, K), dtype=torch.int64, device=t.device)
+        return torch.zeros((num_images, C, C + 1), dtype=torch.int64, device=t.device)
     if num_images < 1 or t.numel() % num_images:
         raise ValueError(f"{t.numel()} pixels do not split into {num_images} equal images")
-
-    # Target rows: every value 0..hi gets a row; rows >= C must end up empty except the ignore row.
-    if t.dtype == torch.uint8:
-        lo, hi = 0, 255  # no scan needed
-    else:
-        lo, hi = (int(v) for v in torch.aminmax(t))
-    rows = max(C, hi + 1)
-    if lo < 0 or rows > max(C, _FAST_ROWS):
-        # Rare layouts (a negative or very large ignore index): check and remap explicitly.
-        bad = ((t < 0) | (t >= C)) & (t != ignore_index)
-        if bool(bad.any()):
-            raise _bad_target(int(t[bad][0]), C, ignore_index)
-        t = torch.where(t == ignore_index, C, t)
-        rows, ignore_row = C + 1, C
-    else:
-        ignore_row = ignore_index if 0 <= ignore_index < rows else None
-
-    # Predictions outside 0..C-1 all go to column C.
-    plo, phi = (int(v) for v in torch.aminmax(p))
-    if plo < 0:
-        p = torch.where((p < 0) | (p > C), C, p)
-    elif phi > C:
-        p = p.clamp(max=C)
-
-    # Fused bin index in one pass, int32 unless there are too many bins (arithmetic in >= 32 bits).
-    bins = rows * K
-    idx_dtype = torch.int32 if bins * num_images <= _INT32_BINS else torch.int64
-    if torch.promote_types(p.dtype, t.dtype).itemsize < idx_dtype.itemsize:
-        t = t.to(idx_dtype)
-    idx = torch.empty(t.shape, dtype=idx_dtype, device=t.device)
-    torch.add(p, t, alpha=K, out=idx)
-    if num_images > 1:
-        offsets = torch.arange(num_images, dtype=idx_dtype, device=idx.device).mul_(bins)
-        idx.view(num_images, -1).add_(offsets.view(num_images, 1))
-    counts = torch.bincount(idx, minlength=bins * num_images).view(num_images, rows, K)
-
-    if ignore_row is not None:
-        counts[:, ignore_row, :] = 0
-    if rows > C:
-        extra = counts[:, C:, :].sum(dim=(0, 2))
-        if bool((extra > 0).any()):
-            raise _bad_target(C + int(torch.nonzero(extra)[0, 0]), C, ignore_index)
-    return counts[:, :C, :]
+    layout = _Layout(C, ignore_index)
+    if t.device.type == "cpu":
+        return _counts_blocks(p, t, layout, num_images)
+    return _counts_whole(p, t, layout, num_images)
 
 
 def confusion_matrix(pred, target, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
@@ -238,15 +306,17 @@ class SegmentationMetrics:
         if self.keep_per_image:
             n = pred.shape[0] if pred.dim() >= 3 else 1
             counts = pair_counts(pred, target, C, self.ignore_index, num_images=n)
-            tp = torch.diagonal(counts[:, :, :C], dim1=1, dim2=2)
-            gt = counts.sum(dim=2)
-            union = gt + counts[:, :, :C].sum(dim=1) - tp
-            self._per_image.append(torch.stack([tp, union, gt], dim=1).cpu().numpy())
-            cm = counts.sum(dim=0)
+            per = counts.cpu().numpy()
+            tp = np.diagonal(per[:, :, :C], axis1=1, axis2=2)
+            gt = per.sum(axis=2)
+            union = gt + per[:, :, :C].sum(axis=1) - tp
+            self._per_image.append(np.stack([tp, union, gt], axis=1))
+            cm = torch.from_numpy(per.sum(axis=0)).to(counts.device)
         else:
             cm = pair_counts(pred, target, C, self.ignore_index)[0]
         if self._cm is None:
-            self._cm = cm.clone()
+            with torch.inference_mode(False):  # a normal tensor, so later in-place sums work anywhere
+                self._cm = cm.clone()
         else:
             self._cm += cm.to(self._cm.device)
 
@@ -259,8 +329,9 @@ class SegmentationMetrics:
     def state_tensor(self) -> torch.Tensor:
         """The (C, C + 1) int64 counts (last column: out-of-range predictions), not a copy."""
         if self._cm is None:
-            self._cm = torch.zeros((self.num_classes, self.num_classes + 1), dtype=torch.int64,
-                                   device=self.device or "cpu")
+            with torch.inference_mode(False):
+                self._cm = torch.zeros((self.num_classes, self.num_classes + 1), dtype=torch.int64,
+                                       device=self.device or "cpu")
         return self._cm
 
     def load_state_tensor(self, t: torch.Tensor) -> None:
@@ -271,7 +342,8 @@ class SegmentationMetrics:
             raise ValueError(f"state tensor of shape {shape}: expected {expected} (C, C + 1) counts")
         if t.dtype.is_floating_point or t.is_complex() or t.dtype == torch.bool:
             raise ValueError(f"state tensor of dtype {t.dtype}: expected integer counts")
-        self._cm = t.to(torch.int64, copy=True)
+        with torch.inference_mode(False):
+            self._cm = t.to(torch.int64, copy=True)
 
     def merge(self, other: SegmentationMetrics) -> SegmentationMetrics:
         """Add ``other``'s counts and per-image records to this instance; returns self."""
@@ -284,7 +356,8 @@ class SegmentationMetrics:
         if other.keep_per_image != self.keep_per_image:
             raise ValueError("cannot merge metrics that keep per-image records with metrics that do not")
         mine = self.state_tensor()
-        self._cm = mine + other.state_tensor().to(mine.device)
+        with torch.inference_mode(False):
+            self._cm = mine + other.state_tensor().to(mine.device)
         self._per_image = self._per_image + other._per_image
         return self
 

@@ -78,11 +78,19 @@ def run(p, t, C: int, ignore: int = 255, **kw) -> SegmentationMetrics:
     return m
 
 
+@pytest.fixture(params=["one block", "many blocks"])
+def blocks(request, monkeypatch) -> str:
+    """Run a test with the CPU engine's usual block size, and with tiny blocks (many per image)."""
+    if request.param == "many blocks":
+        monkeypatch.setattr(hm, "_BLOCK", 97)
+    return request.param
+
+
 # -- against the numpy reference ---------------------------------------------------------------
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("C", [2, 19, 150, 171])
 @pytest.mark.parametrize("shape", [(2, 37, 53), (64, 48), (1000,)])
-def test_matches_numpy_reference(seed, C, shape):
+def test_matches_numpy_reference(seed, C, shape, blocks):
     p, t = random_maps(seed, C, shape=shape)
     assert_close(run(torch.from_numpy(p), torch.from_numpy(t), C).compute(), numpy_reference([p], [t], C, 255))
 
@@ -103,7 +111,7 @@ def test_mixed_dtypes_and_inputs_left_untouched():
 
 
 @pytest.mark.parametrize("ignore", [0, 254, 65535, -1, -100])
-def test_any_ignore_index(ignore):
+def test_any_ignore_index(ignore, blocks):
     """Ignore indices inside the class range, just above it, far above it and negative."""
     C = 10 if ignore == 0 else 150
     p, t = random_maps(3, C, ignore=ignore)
@@ -113,13 +121,63 @@ def test_any_ignore_index(ignore):
         assert_close(run(p.astype(np.uint8), t.astype(np.uint8), C, ignore).compute(), ref)
 
 
+def test_large_maps_span_many_blocks():
+    """A 512x512 batch (several blocks per image), an invalid target only in the last block."""
+    p, t = random_maps(16, 150, shape=(2, 512, 512))
+    assert_close(run(p, t, 150).compute(), numpy_reference([p], [t], 150, 255))
+    t[-1, -1, -1] = 151
+    with pytest.raises(ValueError, match="target value 151 is outside 0..149"):
+        run(p, t, 150)
+
+
+@pytest.mark.parametrize("ignore", [255, 0, -1, 65535])
+@pytest.mark.parametrize("dtypes", [(torch.int64, torch.int64), (torch.uint8, torch.uint8), (torch.int32, torch.int16)])
+def test_whole_tensor_path_equals_the_block_path(ignore, dtypes, monkeypatch):
+    """The path CUDA takes (one bincount over the batch), run on the CPU, against the CPU block path."""
+    info = torch.iinfo(dtypes[1])
+    if not info.min <= ignore <= info.max:
+        pytest.skip(f"ignore index {ignore} does not fit {dtypes[1]}")
+    monkeypatch.setattr(hm, "_BLOCK", 101)
+    p, t = random_maps(17, 19, shape=(3, 21, 23), ignore=ignore)
+    p[0, 0, :4] = [255, -1, 19, 40]  # out-of-range predictions
+    if dtypes[0] == torch.uint8:
+        p = np.where(p < 0, 255, p)
+    pt, tt = torch.from_numpy(p).to(dtypes[0]), torch.from_numpy(t).to(dtypes[1])
+    layout = hm._Layout(19, ignore)
+    whole = hm._counts_whole(pt.reshape(-1), tt.reshape(-1), layout, 3)
+    blocks = hm._counts_blocks(pt.reshape(-1), tt.reshape(-1), layout, 3)
+    assert torch.equal(whole, blocks) and whole.shape == (3, 19, 20)
+    t[1, 2, 3] = 30
+    tt = torch.from_numpy(t).to(dtypes[1])
+    for engine in (hm._counts_whole, hm._counts_blocks):
+        with pytest.raises(ValueError, match="target value 30 is outside 0..18"):
+            engine(pt.reshape(-1), tt.reshape(-1), layout, 3)
+
+
+def test_inference_mode_inputs_and_updates():
+    """Predictions made under torch.inference_mode, updates inside and outside it."""
+    p, t = random_maps(18, 19, shape=(3, 16, 16))
+    m = SegmentationMetrics(19, keep_per_image=True)
+    with torch.inference_mode():
+        m.update(torch.from_numpy(p[:2]), torch.from_numpy(t[:2]))
+    m.update(p[2], t[2])
+    with torch.inference_mode():
+        other = run(p, t, 19, keep_per_image=True)
+    other += m
+    assert not m.state_tensor().is_inference()
+    assert_close(m.compute(), numpy_reference([p], [t], 19, 255))
+    assert torch.equal(other.state_tensor(), 2 * m.state_tensor())
+
+
 def test_wide_index_when_the_bins_do_not_fit_int32(monkeypatch):
     p, t = random_maps(4, 19, shape=(3, 20, 20))
-    narrow = run(p, t, 19, keep_per_image=True)
+    pt, tt = torch.from_numpy(p).reshape(-1), torch.from_numpy(t).reshape(-1)
+    narrow = hm._counts_whole(pt, tt, hm._Layout(19, 255), 3)
     monkeypatch.setattr(hm, "_INT32_BINS", 100)
-    wide = run(p, t, 19, keep_per_image=True)
-    assert torch.equal(narrow.state_tensor(), wide.state_tensor())
-    assert all(np.array_equal(a, b) for a, b in zip(narrow.per_image(), wide.per_image(), strict=True))
+    layout = hm._Layout(19, 255)
+    assert layout.index_dtype == torch.int64
+    assert torch.equal(hm._counts_whole(pt, tt, layout, 3), narrow)
+    assert torch.equal(hm._counts_blocks(pt, tt, layout, 3), narrow)
 
 
 # -- against torchmetrics ----------------------------------------------------------------------
@@ -168,7 +226,7 @@ def test_class_predicted_but_absent_from_the_target():
 
 
 # -- edge cases ----------------------------------------------------------------------------------
-def test_out_of_range_predictions_are_misses():
+def test_out_of_range_predictions_are_misses(blocks):
     t = np.array([[0, 0, 1, 1, 255]])
     p = np.array([[0, 255, 1, 7, 0]])
     m = run(p, t, 2)
