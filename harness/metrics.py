@@ -89,11 +89,10 @@ def _label_pair(pred, target, device: torch.device | None) -> tuple[torch.Tensor
     return pred, target
 
 
-def _unsigned_max(x: np.ndarray) -> int:
-    """Largest value of ``x`` read as unsigned: one pass that also catches negative values (huge)."""
-    if x.dtype.kind == "i":
-        x = x.view(x.dtype.str.replace("i", "u"))
-    return int(x.max())
+def _as_unsigned(x: np.ndarray) -> np.ndarray:
+    """``x`` viewed as the unsigned type of its size: negative values read as huge, so one ``max()``
+    checks both bounds."""
+    return x.view(x.dtype.str.replace("i", "u")) if x.dtype.kind == "i" else x
 
 
 class _Layout:
@@ -135,16 +134,21 @@ class _Layout:
             t = t.to(out.dtype)  # the arithmetic happens in the inputs' type
         return torch.add(p, t, alpha=self.K, out=out)
 
-    def index_numpy(self, p: np.ndarray, t: np.ndarray, out: np.ndarray) -> np.ndarray:
-        """:meth:`index` for CPU blocks, in numpy (whose kernels never start a thread team)."""
+    def index_numpy(self, p: np.ndarray, t: np.ndarray, out: np.ndarray, pu: np.ndarray,
+                    tu: np.ndarray | None) -> np.ndarray:
+        """:meth:`index` for a CPU block, in numpy (whose kernels never start a thread team).
+
+        ``pu`` and ``tu`` are ``p`` and ``t`` seen through :func:`_as_unsigned` (``tu`` None for a
+        uint8 target, whose values all have a row).
+        """
         C = self.C
-        if t.dtype != np.uint8 and _unsigned_max(t) >= self.spill:  # a negative value also lands here
+        if tu is not None and int(tu.max()) >= self.spill:  # a negative value also lands here
             t = t.astype(np.int64)
             bad = ((t < 0) | (t >= C)) & (t != self.ignore_index)
             if bad.any():
                 raise self.bad_target(int(t[bad][0]))
             t = np.where(t == self.ignore_index, self.spill, t)
-        if _unsigned_max(p) > C:
+        if int(pu.max()) > C:
             p = p.astype(np.int64)
             p = np.where((p < 0) | (p > C), C, p)
         np.multiply(t, self.K, out=out, dtype=out.dtype)
@@ -154,11 +158,9 @@ class _Layout:
         """(n, rows, K) histogram -> (n, C, K) counts; raises if a non-class target value was counted."""
         counts[:, self.ignore_row, :] = 0
         extra = counts[:, self.C:self.spill, :]
-        if extra.numel():
-            per_row = extra.numpy().sum(axis=(0, 2)) if extra.device.type == "cpu" else extra.sum(dim=(0, 2)).cpu()
-            hits = np.flatnonzero(np.asarray(per_row))
-            if hits.size:
-                raise self.bad_target(self.C + int(hits[0]))
+        if extra.numel() and bool((extra.numpy() if extra.device.type == "cpu" else extra).any()):
+            per_row = extra.sum(dim=(0, 2)).cpu().numpy()
+            raise self.bad_target(self.C + int(np.flatnonzero(per_row)[0]))
         return counts[:, :self.C, :]
 
 
@@ -176,6 +178,7 @@ def _counts_whole(p: torch.Tensor, t: torch.Tensor, layout: _Layout, num_images:
 def _counts_blocks(p: torch.Tensor, t: torch.Tensor, layout: _Layout, num_images: int) -> torch.Tensor:
     """CPU path: cache-sized blocks, each indexed in numpy and counted by ``index_add_``, in this thread."""
     pn, tn = p.numpy(), t.numpy()
+    pu, tu = _as_unsigned(pn), (None if tn.dtype == np.uint8 else _as_unsigned(tn))
     per_image = pn.size // num_images
     n_blocks = -(-per_image // _BLOCK)
     hist = np.zeros(num_images * layout.bins, dtype=np.int64)
@@ -187,7 +190,7 @@ def _counts_blocks(p: torch.Tensor, t: torch.Tensor, layout: _Layout, num_images
         for j in range(n_blocks):
             a = i * per_image + per_image * j // n_blocks
             b = i * per_image + per_image * (j + 1) // n_blocks
-            layout.index_numpy(pn[a:b], tn[a:b], buf[: b - a])
+            layout.index_numpy(pn[a:b], tn[a:b], buf[: b - a], pu[a:b], None if tu is None else tu[a:b])
             image_hist.index_add_(0, buf_t[: b - a], _ONES[: b - a])
     return layout.finish(hist_t.view(num_images, layout.rows, layout.K))
 
