@@ -25,8 +25,8 @@ unused rows. On CUDA (or any non-CPU device) the whole batch is indexed by one
 the pixels go through in cache-sized blocks (~32k pixels), each checked and indexed with
 numpy and counted into one histogram with ``index_add_``, all in the calling thread. None of
 these kernels starts an OpenMP team: whole-tensor ATen kernels do, and when another process
-holds a core their barriers stall (measured here: 20x slower at the median on a loaded
-2-core machine, for ~20% more speed on an idle one). See docs/PERFORMANCE.md for figures.
+holds a core their barriers stall, which costs far more on a busy machine than the team
+gains on an idle one. docs/PERFORMANCE.md has the figures and the command that measures them.
 """
 
 from __future__ import annotations
