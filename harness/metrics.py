@@ -121,12 +121,14 @@ class _Layout:
         if t.dtype != torch.uint8:  # uint8 values always have a row: nothing to check
             lo, hi = (int(v) for v in torch.aminmax(t))
             if lo < 0 or hi >= self.spill:
+                t = t.long()  # compare with ignore_index and C without wrapping them into a narrow type
                 bad = ((t < 0) | (t >= C)) & (t != self.ignore_index)
                 if bool(bad.any()):
                     raise self.bad_target(int(t[bad][0]))
                 t = torch.where(t == self.ignore_index, self.spill, t)
         plo, phi = (int(v) for v in torch.aminmax(p))
         if plo < 0:
+            p = p.long()
             p = torch.where((p < 0) | (p > C), C, p)
         elif phi > C:
             p = p.clamp(max=C)
@@ -177,7 +179,8 @@ def _counts_whole(p: torch.Tensor, t: torch.Tensor, layout: _Layout, num_images:
 
 def _counts_blocks(p: torch.Tensor, t: torch.Tensor, layout: _Layout, num_images: int) -> torch.Tensor:
     """CPU path: cache-sized blocks, each indexed in numpy and counted by ``index_add_``, in this thread."""
-    pn, tn = p.numpy(), t.numpy()
+    # int8 read as uint8 tops out at 255: a negative value would pass the unsigned range checks
+    pn, tn = (x.numpy().astype(np.int16) if x.dtype == torch.int8 else x.numpy() for x in (p, t))
     pu, tu = _as_unsigned(pn), (None if tn.dtype == np.uint8 else _as_unsigned(tn))
     per_image = pn.size // num_images
     n_blocks = -(-per_image // _BLOCK)

@@ -131,7 +131,8 @@ def test_large_maps_span_many_blocks():
 
 
 @pytest.mark.parametrize("ignore", [255, 0, -1, 65535])
-@pytest.mark.parametrize("dtypes", [(torch.int64, torch.int64), (torch.uint8, torch.uint8), (torch.int32, torch.int16)])
+@pytest.mark.parametrize("dtypes", [(torch.int64, torch.int64), (torch.uint8, torch.uint8), (torch.int32, torch.int16),
+                                    (torch.int8, torch.int8)])
 def test_whole_tensor_path_equals_the_block_path(ignore, dtypes, monkeypatch):
     """The path CUDA takes (one bincount over the batch), run on the CPU, against the CPU block path."""
     info = torch.iinfo(dtypes[1])
@@ -142,11 +143,14 @@ def test_whole_tensor_path_equals_the_block_path(ignore, dtypes, monkeypatch):
     p[0, 0, :4] = [255, -1, 19, 40]  # out-of-range predictions
     if dtypes[0] == torch.uint8:
         p = np.where(p < 0, 255, p)
+    if dtypes[0] == torch.int8:
+        p = np.where(p > 127, -100, p)
     pt, tt = torch.from_numpy(p).to(dtypes[0]), torch.from_numpy(t).to(dtypes[1])
     layout = hm._Layout(19, ignore)
     whole = hm._counts_whole(pt.reshape(-1), tt.reshape(-1), layout, 3)
     blocks = hm._counts_blocks(pt.reshape(-1), tt.reshape(-1), layout, 3)
     assert torch.equal(whole, blocks) and whole.shape == (3, 19, 20)
+    assert_close(metrics_from_confusion(blocks.sum(0)), numpy_reference([p], [t], 19, ignore))
     t[1, 2, 3] = 30
     tt = torch.from_numpy(t).to(dtypes[1])
     for engine in (hm._counts_whole, hm._counts_blocks):
