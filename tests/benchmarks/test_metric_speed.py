@@ -147,9 +147,8 @@ def test_faster_than_plain_bincount(benchmark, enforce_targets, maps):
 def test_steady_when_another_process_holds_a_core(enforce_targets, maps):
     """With one busy process beside it, the block engine keeps its speed; whole-tensor kernels stall."""
     pred, gt = maps
-    if not enforce_targets:  # smoke: no busy process, one round
-        interleaved({"segbench": lambda: segbench_engine(pred, gt),
-                     "whole-tensor": lambda: whole_tensor_engine(pred, gt)}, rounds=1, budget_s=0)
+    if not enforce_targets:  # smoke: no busy process, the two engines agree
+        assert torch.equal(segbench_engine(pred, gt), whole_tensor_engine(pred, gt))
         return
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
