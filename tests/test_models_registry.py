@@ -237,7 +237,7 @@ def test_tflite_paths_go_to_the_litert_adapter(monkeypatch, tmp_path):
     out = harness.load_model(str(tmp_path / "m.tflite"), num_threads=2)
     assert out == "litert-adapter"
     assert seen == {"path": str(tmp_path / "m.tflite"), "device": "cpu", "precision": "fp32",
-                    "options": {"num_threads": 2}}
+                    "options": {"upsample": "bilinear", "num_threads": 2}}
 
 
 def test_missing_weights_reasons(tiny):
