@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.files import PairedFilesDataset, pair_by_stem, require_dir, select
+from harness.data.files import PairedFilesDataset, require_dir, select, split_folder_pairs
 from harness.data.palettes import ADE20K_PALETTE
 from harness.errors import DataError
 
@@ -78,15 +78,9 @@ class ADE20KDataset(PairedFilesDataset):
     def __init__(self, root: str | Path, split: str = "validation", limit: int | None = None,
                  shard: tuple[int, int] | None = None):
         root = require_dir(Path(root), "ADE20K root", LAYOUT)
-        if split not in SPLITS:
-            raise DataError(f"ade20k: split {split!r} is not one of {', '.join(SPLITS)}")
-        sub = SPLITS[split]
-        img_dir = require_dir(root / "images" / sub, f"ADE20K images for split {split!r}", LAYOUT)
-        ann_dir = require_dir(root / "annotations" / sub, f"ADE20K annotations for split {split!r}", LAYOUT)
-        pairs, unpaired = pair_by_stem(sorted(img_dir.glob("*.jpg")), sorted(ann_dir.glob("*.png")),
-                                       lambda p: p.stem, lambda p: p.stem)
-        if not pairs and not unpaired:
-            raise DataError(f"{img_dir}: no images found. Expected layout:\n{LAYOUT}", path=str(img_dir))
+        pairs, unpaired = split_folder_pairs(root, split, SPLITS, "ade20k", LAYOUT,
+                                             ("images", ".jpg", "ADE20K images"),
+                                             ("annotations", ".png", "ADE20K annotations"))
         super().__init__(root, select(pairs, limit, shard), unpaired)
         info = root / "objectInfo150.txt"
         self.class_names = read_object_info(info) if info.is_file() else list(ADE20K_CLASSES)

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.data.files import PairedFilesDataset, pair_by_stem, require_dir, select
-from harness.errors import DataError
+from harness.data.files import PairedFilesDataset, require_dir, select, split_folder_pairs
 
 LAYOUT = """  cityscapes/
     leftImg8bit/{split}/{city}/*_leftImg8bit.png
@@ -63,18 +62,10 @@ class CityscapesDataset(PairedFilesDataset):
     def __init__(self, root: str | Path, split: str = "validation", limit: int | None = None,
                  shard: tuple[int, int] | None = None):
         root = require_dir(Path(root), "Cityscapes root", LAYOUT)
-        if split not in SPLITS:
-            raise DataError(f"cityscapes: split {split!r} is not one of {', '.join(SPLITS)}")
-        sub = SPLITS[split]
-        img_dir = require_dir(root / "leftImg8bit" / sub, f"Cityscapes images for split {split!r}", LAYOUT)
-        gt_dir = require_dir(root / "gtFine" / sub, f"Cityscapes gtFine labels for split {split!r}", LAYOUT)
-        images = sorted(img_dir.glob("*/*_leftImg8bit.png"))
-        labels = sorted(gt_dir.glob("*/*_gtFine_labelIds.png"))
-        pairs, unpaired = pair_by_stem(images, labels, lambda p: p.name[: -len("_leftImg8bit.png")],
-                                       lambda p: p.name[: -len("_gtFine_labelIds.png")])
-        if not pairs and not unpaired:
-            raise DataError(f"{img_dir}: no *_leftImg8bit.png images found. Expected layout:\n{LAYOUT}",
-                            path=str(img_dir))
+        pairs, unpaired = split_folder_pairs(root, split, SPLITS, "cityscapes", LAYOUT,
+                                             ("leftImg8bit", "_leftImg8bit.png", "Cityscapes images"),
+                                             ("gtFine", "_gtFine_labelIds.png", "Cityscapes gtFine labels"),
+                                             subdirs="*/")
         super().__init__(root, select(pairs, limit, shard), unpaired)
 
     def convert_label(self, raw: np.ndarray) -> np.ndarray:

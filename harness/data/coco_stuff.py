@@ -14,9 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.data.files import PairedFilesDataset, pair_by_stem, require_dir, select
+from harness.data.files import PairedFilesDataset, require_dir, select, split_folder_pairs
 from harness.data.palettes import COCO_STUFF_171_PALETTE
-from harness.errors import DataError
 
 LAYOUT = """  coco_stuff164k/
     images/{train2017,val2017}/*.jpg
@@ -52,14 +51,8 @@ class COCOStuff164kDataset(PairedFilesDataset):
     def __init__(self, root: str | Path, split: str = "validation", limit: int | None = None,
                  shard: tuple[int, int] | None = None):
         root = require_dir(Path(root), "COCO-Stuff 164k root", LAYOUT)
-        if split not in SPLITS:
-            raise DataError(f"coco-stuff-164k: split {split!r} is not one of {', '.join(SPLITS)}")
-        sub = SPLITS[split]
-        img_dir = require_dir(root / "images" / sub, f"COCO-Stuff images for split {split!r}", LAYOUT)
-        ann_dir = require_dir(root / "annotations" / sub, f"COCO-Stuff labels for split {split!r}", LAYOUT)
-        pairs, unpaired = pair_by_stem(sorted(img_dir.glob("*.jpg")), sorted(ann_dir.glob(f"*{SUFFIX}")),
-                                       lambda p: p.stem, lambda p: p.name[: -len(SUFFIX)])
-        if not pairs and not unpaired:
-            raise DataError(f"{img_dir}: no images found. Expected layout:\n{LAYOUT}", path=str(img_dir))
+        pairs, unpaired = split_folder_pairs(root, split, SPLITS, "coco-stuff-164k", LAYOUT,
+                                             ("images", ".jpg", "COCO-Stuff images"),
+                                             ("annotations", SUFFIX, "COCO-Stuff labels"))
         super().__init__(root, select(pairs, limit, shard), unpaired)
         self.palette = COCO_STUFF_171_PALETTE

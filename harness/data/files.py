@@ -164,6 +164,29 @@ def pair_by_id(root: Path, ids: list[str], label_dir: str, listed_in: str) -> tu
     return pairs, []
 
 
+def split_folder_pairs(root: Path, split: str, splits: dict[str, str], dataset: str, layout: str,
+                       images: tuple[str, str, str], labels: tuple[str, str, str], subdirs: str = ""):
+    """Pairs of a layout with one image folder and one label folder per split.
+
+    ``images`` and ``labels`` are (folder, file-name suffix, what to call them in errors); files are
+    found as ``<root>/<folder>/<split folder>/<subdirs><*suffix>`` and paired by name minus suffix.
+    Returns (pairs, unpaired) as :func:`pair_by_stem`; an unknown split, a missing folder or an
+    empty image folder is a DataError showing ``layout``.
+    """
+    if split not in splits:
+        raise DataError(f"{dataset}: split {split!r} is not one of {', '.join(splits)}")
+    sub = splits[split]
+    (img_folder, img_suffix, img_what), (lab_folder, lab_suffix, lab_what) = images, labels
+    img_dir = require_dir(root / img_folder / sub, f"{img_what} for split {split!r}", layout)
+    lab_dir = require_dir(root / lab_folder / sub, f"{lab_what} for split {split!r}", layout)
+    pairs, unpaired = pair_by_stem(sorted(img_dir.glob(f"{subdirs}*{img_suffix}")),
+                                   sorted(lab_dir.glob(f"{subdirs}*{lab_suffix}")),
+                                   lambda p: p.name[: -len(img_suffix)], lambda p: p.name[: -len(lab_suffix)])
+    if not pairs and not unpaired:
+        raise DataError(f"{img_dir}: no *{img_suffix} images found. Expected layout:\n{layout}", path=str(img_dir))
+    return pairs, unpaired
+
+
 def require_dir(path: Path, what: str, layout: str) -> Path:
     """``path`` must be a directory; otherwise a DataError that shows the expected layout."""
     if not Path(path).is_dir():
