@@ -223,13 +223,19 @@ def _show(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def _model_entry(v: _Validator, entry: Any, i: int) -> dict:
-    key = f"models[{i}]"
+def _named_entry(v: _Validator, entry: Any, allowed: tuple[str, ...], key: str, what: str) -> dict:
+    """A list entry given as a bare name or a mapping with a non-empty ``name``; returned as a mapping."""
     if isinstance(entry, str):
         entry = {"name": entry}
-    v.keys(entry, MODEL_KEYS, key)
+    v.keys(entry, allowed, key)
     if not isinstance(entry.get("name"), str) or not entry["name"]:
-        raise v.fail(f"{key}.name", f"expected a model name, hub id or path, got {_show(entry.get('name'))}")
+        raise v.fail(f"{key}.name", f"expected {what}, got {_show(entry.get('name'))}")
+    return entry
+
+
+def _model_entry(v: _Validator, entry: Any, i: int) -> dict:
+    key = f"models[{i}]"
+    entry = _named_entry(v, entry, MODEL_KEYS, key, "a model name, hub id or path")
     weights = entry.get("weights")
     if weights is not None and not isinstance(weights, str):
         raise v.fail(f"{key}.weights", f"expected null (the model's own weights), 'random' or a path, "
@@ -249,11 +255,7 @@ def _model_entry(v: _Validator, entry: Any, i: int) -> dict:
 
 def _dataset_entry(v: _Validator, entry: Any, i: int) -> dict:
     key = f"datasets[{i}]"
-    if isinstance(entry, str):
-        entry = {"name": entry}
-    v.keys(entry, DATASET_KEYS, key)
-    if not isinstance(entry.get("name"), str) or not entry["name"]:
-        raise v.fail(f"{key}.name", f"expected a dataset name, got {_show(entry.get('name'))}")
+    entry = _named_entry(v, entry, DATASET_KEYS, key, "a dataset name")
     root = entry.get("root")
     if root is not None and not isinstance(root, str):
         raise v.fail(f"{key}.root", f"expected a path string, got {_show(root)}")
