@@ -24,46 +24,12 @@ import torch
 from PIL import Image
 
 from harness.errors import ConfigError
+from harness.models.postprocess import upsample_argmax
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 AMP_MODES = ("autocast", "cast")
 UPSAMPLE_MODES = ("bilinear", "bicubic")
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-# Largest full-resolution logit tensor resized in one piece (bytes); above it, channels are resized
-# in chunks with a running argmax, so memory stays bounded for large images and many classes.
-UPSAMPLE_CHUNK_BYTES = 256 * 1024 * 1024
-
-
-def upsample_argmax(logits: torch.Tensor, size: tuple[int, int], mode: str,
-                    max_bytes: int = UPSAMPLE_CHUNK_BYTES) -> torch.Tensor:
-    """argmax over channels of ``logits`` (C, h, w) resized to ``size`` (float32, align_corners=False).
-
-    Identical to resizing all channels and taking ``argmax(0)`` (first maximum wins on ties):
-    each channel is resized by the same kernel whatever its neighbours, and the running argmax
-    only replaces the best class on a strictly greater value.
-    """
-    c = logits.shape[0]
-    h, w = size
-    per_channel = h * w * 4
-    step = max(1, min(c, max_bytes // max(per_channel, 1)))
-    if step >= c:
-        up = torch.nn.functional.interpolate(logits[None].float(), size=size, mode=mode, align_corners=False)
-        return up[0].argmax(0)
-    best_val = best_idx = None
-    for start in range(0, c, step):
-        up = torch.nn.functional.interpolate(logits[None, start:start + step].float(), size=size, mode=mode,
-                                             align_corners=False)[0]
-        val, idx = up.max(0)
-        idx = idx + start
-        if best_val is None:
-            best_val, best_idx = val, idx
-        else:
-            better = val > best_val
-            best_val = torch.where(better, val, best_val)
-            best_idx = torch.where(better, idx, best_idx)
-    return best_idx
 
 
 class SegmentationModel:

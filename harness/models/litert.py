@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from harness.errors import ConfigError, UnsupportedError, WeightsError
-from harness.models.base import SegmentationModel, upsample_argmax
+from harness.models.base import SegmentationModel
 from harness.models.letterbox import LetterboxQuantize, valid_region
+from harness.models.postprocess import upsample_argmax
 
 __all__ = ["LITERT_MODELS", "LABEL_SETS", "MISS", "LiteRTModel", "load_litert_model", "litert_model_infos",
            "label_lut", "weights_dirs", "find_weights", "valid_region"]

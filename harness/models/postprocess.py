@@ -1,0 +1,209 @@
+"""Logits -> label maps at the label's resolution: resize (bilinear or bicubic) then argmax.
+
+The reference is ``F.interpolate(logits, size, mode, align_corners=False).argmax(0)`` in float32;
+everything here returns exactly that label map, only cheaper:
+
+- :func:`upsample_argmax` resizes channels in chunks of at most ``UPSAMPLE_CHUNK_BYTES`` with a
+  running argmax, so memory stays bounded for large images and many classes;
+- on the CPU, bilinear resizing takes a shortcut (:func:`_bilinear_shortcut`). A bilinear output
+  pixel is a convex combination (non-negative weights summing to 1) of at most 2x2 input pixels.
+  If one class beats every other class by a clear margin at each of those input pixels, it
+  beats them in the combination too, so the output label is known without resizing anything.
+  Only the remaining pixels (class boundaries) need resized logits, and only for the classes
+  that can still win there. The margin is far above float32 rounding of the resize, so the
+  result is the reference label map, ties included (first class wins).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# Largest block of full-resolution logits resized at once (bytes): channels are resized in chunks
+# of at most this size with a running argmax. Besides bounding memory, 16 MiB chunks are faster
+# than one piece on the CPU (1.8x for 150 classes at 512x683, docs/PERFORMANCE.md): the
+# resized chunk is still in cache when the running argmax reads it.
+UPSAMPLE_CHUNK_BYTES = 16 * 1024 * 1024
+
+# Below this many classes the reference resize is as cheap as finding the settled pixels (CPU,
+# tests/benchmarks/test_postprocess_speed.py): the shortcut is not tried.
+SHORTCUT_MIN_CLASSES = 32
+
+# Resolving one unsettled output pixel with k candidate classes costs about as much on the CPU as
+# resizing RESOLVE_BASE + RESOLVE_PER_CANDIDATE * k classes at one pixel (measured for 19 to 150
+# classes, 1 to 26 candidates). The shortcut resizes every class instead whenever that is cheaper.
+RESOLVE_BASE = 100
+RESOLVE_PER_CANDIDATE = 20
+# Unsettled pixels probed for a first estimate of their candidates before all are examined.
+PROBE_PIXELS = 512
+
+
+def upsample_argmax(logits: torch.Tensor, size: tuple[int, int], mode: str,
+                    max_bytes: int = UPSAMPLE_CHUNK_BYTES, shortcut: bool | None = None) -> torch.Tensor:
+    """int64 argmax over channels of ``logits`` (C, h, w) resized to ``size`` = (H, W) pixels.
+
+    Equals ``F.interpolate(logits[None].float(), size, mode, align_corners=False)[0].argmax(0)``.
+    ``shortcut`` (default: on for bilinear on the CPU with at least ``SHORTCUT_MIN_CLASSES``
+    classes) skips resizing where the label is already decided; on a GPU the full resize is
+    memory-bound and cheap, and the shortcut would add host synchronisations.
+    """
+    logits = logits.float()
+    if shortcut is None:
+        shortcut = mode == "bilinear" and logits.device.type == "cpu" and logits.shape[0] >= SHORTCUT_MIN_CLASSES
+    if shortcut and mode == "bilinear":
+        return _bilinear_shortcut(logits, size, max_bytes)
+    return _resize_argmax(logits, size, mode, max_bytes)
+
+
+def _resize_argmax(logits: torch.Tensor, size: tuple[int, int], mode: str, max_bytes: int) -> torch.Tensor:
+    """The reference computation, channels in chunks of at most ``max_bytes`` of resized logits.
+
+    Chunking keeps the label map identical: each channel is resized by the same kernel whatever
+    its neighbours, and the running argmax only replaces the best class on a strictly greater value.
+    """
+    c = logits.shape[0]
+    h, w = size
+    step = max(1, min(c, max_bytes // max(h * w * 4, 1)))
+    best_val = best_idx = None
+    for start in range(0, c, step):
+        up = F.interpolate(logits[None, start:start + step], size=size, mode=mode, align_corners=False)[0]
+        val, idx = up.max(0)
+        idx = idx + start
+        if best_val is None:
+            best_val, best_idx = val, idx
+        else:
+            better = val > best_val
+            best_val = torch.where(better, val, best_val)
+            best_idx = torch.where(better, idx, best_idx)
+    return best_idx
+
+
+def _margin(logits: torch.Tensor) -> float:
+    """How far (in logit units) one class must beat another for float32 rounding not to matter.
+
+    Two bilinear values of the same class, one from the reference kernel and one computed here,
+    differ by at most ``delta``: the kernel may round a source coordinate one unit in the last place
+    differently (a weight off by ``coord_ulp``, moving the value by at most ``2 * coord_ulp`` times
+    the largest |logit| per axis), plus arithmetic rounding (far below ``2**-18`` of it). A gap
+    above ``4 * delta`` keeps its sign in both computations.
+    """
+    c, h, w = logits.shape
+    coord_ulp = 2.0 ** (math.frexp(max(h, w))[1] - 24)
+    return 4 * (4 * coord_ulp + 2.0**-18) * float(logits.abs().max())
+
+
+def _taps(n_in: int, n_out: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per output index: the two input taps (i0, i1) and the weight of i1, as the CPU resize computes them.
+
+    float32 arithmetic like the kernel's: ``src = n_in / n_out * (i + 0.5) - 0.5`` clamped at 0,
+    ``i0 = floor(src)``, ``i1 = i0 + 1`` (clamped to the last index), weight ``src - i0``. A fused
+    multiply-add in the kernel may round ``src`` one unit in the last place differently; the
+    value this changes is far inside :func:`_margin`.
+    """
+    scale = torch.tensor(n_in, dtype=torch.float32) / n_out
+    src = (scale * (torch.arange(n_out, dtype=torch.float32) + 0.5) - 0.5).clamp(min=0)
+    i0 = torch.floor(src).long().clamp(max=n_in - 1)
+    lam = (src - i0).clamp(0, 1)
+    return i0.to(device), torch.clamp(i0 + 1, max=n_in - 1).to(device), lam.to(device)
+
+
+def _block_candidates(flat: torch.Tensor, blocks: torch.Tensor, h: int, w: int,
+                      eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(can_win, block_max), both (C, blocks), for 2x2 tap blocks given by their top-left flat index.
+
+    A class can win somewhere in a block only if its block maximum reaches the block's floor: the
+    largest class minimum over the block, a lower bound of the winner's bilinear value there.
+    """
+    by, bx = blocks // w, blocks % w
+    by1, bx1 = (by + 1).clamp(max=h - 1), (bx + 1).clamp(max=w - 1)
+    vals = [flat[:, i] for i in (by * w + bx, by * w + bx1, by1 * w + bx, by1 * w + bx1)]
+    block_max = torch.maximum(torch.maximum(vals[0], vals[1]), torch.maximum(vals[2], vals[3]))
+    block_min = torch.minimum(torch.minimum(vals[0], vals[1]), torch.minimum(vals[2], vals[3]))
+    return block_max >= block_min.amax(0) - eps, block_max
+
+
+def _resolve(logits: torch.Tensor, size: tuple[int, int], pixels: torch.Tensor, eps: float,
+             max_bytes: int) -> torch.Tensor | None:
+    """Labels of the output pixels ``pixels`` (flat indices into ``size``) whose taps disagree.
+
+    Per 2x2 block of taps only a few classes can win (:func:`_block_candidates`), typically two
+    or three. Their bilinear values are computed for each pixel (float32); where the best beats the
+    runner-up by more than ``eps`` (which covers the rounding of both computations), the
+    label is decided. The rare near-ties left are settled by the reference resize of their
+    candidate classes, so ties break as the reference breaks them. None when resizing every class
+    is cheaper: too many candidates per pixel, or near-ties among more than half of the classes.
+    """
+    c, h, w = logits.shape
+    flat = logits.reshape(c, h * w)
+    y0, y1, ly = _taps(h, size[0], logits.device)
+    x0, x1, lx = _taps(w, size[1], logits.device)
+    py, px = pixels // size[1], pixels % size[1]
+    affordable = c * size[0] * size[1] / len(pixels)  # class-pixels of resize per unsettled pixel
+    block_of = y0[py] * w + x0[px]
+    if len(pixels) > 4 * PROBE_PIXELS:  # first a cheap lower bound of k from evenly spaced pixels
+        probe = block_of[:: len(pixels) // PROBE_PIXELS]
+        if RESOLVE_BASE + RESOLVE_PER_CANDIDATE * int(_block_candidates(flat, probe, h, w, eps)[0].sum(0).max()) \
+                > affordable:
+            return None
+    blocks, inverse = torch.unique(block_of, return_inverse=True)
+    can_win, block_max = _block_candidates(flat, blocks, h, w, eps)
+    k = int(can_win.sum(0).max())
+    if RESOLVE_BASE + RESOLVE_PER_CANDIDATE * k > affordable:
+        return None
+    ranked = torch.where(can_win, block_max, block_max.new_tensor(float("-inf"))).topk(k, dim=0)
+    classes, valid = ranked.indices[:, inverse], torch.isfinite(ranked.values)[:, inverse]  # (k, pixels)
+    plane = h * w
+    base = classes * plane
+    r0, r1, cx0, cx1 = y0[py] * w, y1[py] * w, x0[px], x1[px]
+    v00, v01 = flat.take(base + (r0 + cx0)), flat.take(base + (r0 + cx1))
+    v10, v11 = flat.take(base + (r1 + cx0)), flat.take(base + (r1 + cx1))
+    wy, wx = ly[py], lx[px]
+    top = v00 + wx * (v01 - v00)
+    value = top + wy * (v10 + wx * (v11 - v10) - top)
+    value = torch.where(valid, value, value.new_tensor(float("-inf")))
+    if k == 1:
+        return classes[0]
+    best, order = value.topk(2, dim=0)
+    labels = classes.gather(0, order[:1])[0]
+    near_tie = best[0] - best[1] <= eps
+    if bool(near_tie.any()):
+        tied = near_tie.nonzero().flatten()
+        suspects = torch.unique(torch.where(valid[:, tied], classes[:, tied], classes[0, tied]))
+        if len(suspects) > c // 2:  # about as dear as resizing everything: let the caller do that
+            return None
+        sub = _resize_argmax(logits.index_select(0, suspects).contiguous(), size, "bilinear", max_bytes)
+        labels[tied] = suspects[sub.flatten()[pixels[tied]]]
+    return labels
+
+
+def _bilinear_shortcut(logits: torch.Tensor, size: tuple[int, int], max_bytes: int) -> torch.Tensor:
+    """Bilinear resize + argmax that resizes only boundary pixels and only the classes that can win there."""
+    c, h, w = logits.shape
+    if c == 1:
+        return torch.zeros(size, dtype=torch.long, device=logits.device)
+    eps = _margin(logits)
+    top2, idx2 = logits.topk(2, dim=0)
+    # the clear winner of each input pixel, -1 where none is clear
+    key = torch.where(top2[0] - top2[1] > eps, idx2[0], torch.full_like(idx2[0], -1))
+    # the clear winner shared by all four pixels of each 2x2 block of taps (clamped at the border);
+    # an output pixel whose taps form a block with one is settled: the convex combination keeps it
+    right = torch.cat([key[:, 1:], key[:, -1:]], 1)
+    below = torch.cat([key[1:], key[-1:]], 0)
+    diagonal = torch.cat([right[1:], right[-1:]], 0)
+    block = torch.where((key == right) & (key == below) & (key == diagonal), key, torch.full_like(key, -1))
+    y0, x0 = _taps(h, size[0], logits.device)[0], _taps(w, size[1], logits.device)[0]
+    labels = block.index_select(0, y0).index_select(1, x0)
+    unsettled = labels.flatten() < 0
+    n = int(unsettled.sum())
+    if n == 0:
+        return labels
+    if n * (RESOLVE_BASE + RESOLVE_PER_CANDIDATE) > c * labels.numel():
+        return _resize_argmax(logits, size, "bilinear", max_bytes)
+    pixels = unsettled.nonzero().flatten()
+    resolved = _resolve(logits, size, pixels, eps, max_bytes)
+    if resolved is None:
+        return _resize_argmax(logits, size, "bilinear", max_bytes)
+    labels.view(-1)[pixels] = resolved
+    return labels
