@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 # Largest block of full-resolution logits resized at once (bytes): channels are resized in chunks
 # of at most this size with a running argmax. Besides bounding memory, 16 MiB chunks are faster
-# than one piece on the CPU (1.8x for 150 classes at 512x683, docs/PERFORMANCE.md): the
+# than one piece on the CPU (2.0x for 150 classes, docs/PERFORMANCE.md): the
 # resized chunk is still in cache when the running argmax reads it.
 UPSAMPLE_CHUNK_BYTES = 16 * 1024 * 1024
 
