@@ -87,7 +87,7 @@ def test_pipeline_vs_model_only_and_naive_loop(tmp_path, benchmark, enforce_targ
                 measure=dict(DEFAULT_MEASURE, num_workers=1, samples=0))
     result = base_result(cell)
     result["data"] = {}
-    model.forward(model.preprocess([dataset.load(i).image for i in range(4)]))  # the cell's first inference
+    model.forward(model.preprocess([dataset.load(i).image for i in range(min(4, n))]))  # the cell's first inference
     t0 = time.perf_counter()
     evaluate_accuracy(model, dataset, cell, tmp_path, result)
     ours_s = time.perf_counter() - t0
