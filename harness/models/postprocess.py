@@ -124,47 +124,51 @@ def _block_candidates(flat: torch.Tensor, blocks: torch.Tensor, h: int, w: int,
     return block_max >= block_min.amax(0) - eps, block_max
 
 
-def _resolve(logits: torch.Tensor, size: tuple[int, int], pixels: torch.Tensor, eps: float,
+def _resolving_pays(pixels: int, k: int, c: int, out_pixels: int) -> bool:
+    """Whether resolving ``pixels`` output pixels over ``k`` candidates each costs less than resizing all ``c`` classes."""
+    return pixels * (RESOLVE_BASE + RESOLVE_PER_CANDIDATE * k) <= c * out_pixels
+
+
+def _resolve(logits: torch.Tensor, size: tuple[int, int], pixels: torch.Tensor, taps: tuple, eps: float,
              max_bytes: int) -> torch.Tensor | None:
     """Labels of the output pixels ``pixels`` (flat indices into ``size``) whose taps disagree.
 
-    Per 2x2 block of taps only a few classes can win (:func:`_block_candidates`), typically two
-    or three. Their bilinear values are computed for each pixel (float32); where the best beats the
-    runner-up by more than ``eps`` (which covers the rounding of both computations), the
-    label is decided. The rare near-ties left are settled by the reference resize of their
-    candidate classes, so ties break as the reference breaks them. None when resizing every class
-    is cheaper: too many candidates per pixel, or near-ties among more than half of the classes.
+    ``taps`` holds :func:`_taps` of the rows and of the columns. Per 2x2 block of taps only a few
+    classes can win (:func:`_block_candidates`), typically two or three. Their bilinear values are
+    computed for each pixel (float32); where the best beats the runner-up by more than ``eps``
+    (which covers the rounding of both computations), the label is decided. The rare near-ties
+    left are settled by the reference resize of their candidate classes, so ties break as the
+    reference breaks them. None when resizing every class is cheaper: too many candidates per
+    pixel, or near-ties among more than half of the classes.
     """
     c, h, w = logits.shape
+    n, out_pixels = len(pixels), size[0] * size[1]
     flat = logits.reshape(c, h * w)
-    y0, y1, ly = _taps(h, size[0], logits.device)
-    x0, x1, lx = _taps(w, size[1], logits.device)
+    (y0, y1, ly), (x0, x1, lx) = taps
     py, px = pixels // size[1], pixels % size[1]
-    affordable = c * size[0] * size[1] / len(pixels)  # class-pixels of resize per unsettled pixel
-    block_of = y0[py] * w + x0[px]
-    if len(pixels) > 4 * PROBE_PIXELS:  # first a cheap lower bound of k from evenly spaced pixels
-        probe = block_of[:: len(pixels) // PROBE_PIXELS]
-        if RESOLVE_BASE + RESOLVE_PER_CANDIDATE * int(_block_candidates(flat, probe, h, w, eps)[0].sum(0).max()) \
-                > affordable:
+    r0, r1, cx0, cx1 = y0[py] * w, y1[py] * w, x0[px], x1[px]
+    block_of = r0 + cx0  # the top-left tap of each pixel's 2x2 block
+    if n > 4 * PROBE_PIXELS:  # first a cheap lower bound of k from evenly spaced pixels
+        probe = _block_candidates(flat, block_of[:: n // PROBE_PIXELS], h, w, eps)[0]
+        if not _resolving_pays(n, int(probe.sum(0).max()), c, out_pixels):
             return None
     blocks, inverse = torch.unique(block_of, return_inverse=True)
     can_win, block_max = _block_candidates(flat, blocks, h, w, eps)
     k = int(can_win.sum(0).max())
-    if RESOLVE_BASE + RESOLVE_PER_CANDIDATE * k > affordable:
+    if not _resolving_pays(n, k, c, out_pixels):
         return None
     ranked = torch.where(can_win, block_max, block_max.new_tensor(float("-inf"))).topk(k, dim=0)
-    classes, valid = ranked.indices[:, inverse], torch.isfinite(ranked.values)[:, inverse]  # (k, pixels)
-    plane = h * w
-    base = classes * plane
-    r0, r1, cx0, cx1 = y0[py] * w, y1[py] * w, x0[px], x1[px]
-    v00, v01 = flat.take(base + (r0 + cx0)), flat.take(base + (r0 + cx1))
+    classes = ranked.indices[:, inverse]  # (k, pixels)
+    if k == 1:
+        return classes[0]
+    valid = torch.isfinite(ranked.values)[:, inverse]
+    base = classes * (h * w)
+    v00, v01 = flat.take(base + block_of), flat.take(base + (r0 + cx1))
     v10, v11 = flat.take(base + (r1 + cx0)), flat.take(base + (r1 + cx1))
     wy, wx = ly[py], lx[px]
     top = v00 + wx * (v01 - v00)
     value = top + wy * (v10 + wx * (v11 - v10) - top)
     value = torch.where(valid, value, value.new_tensor(float("-inf")))
-    if k == 1:
-        return classes[0]
     best, order = value.topk(2, dim=0)
     labels = classes.gather(0, order[:1])[0]
     near_tie = best[0] - best[1] <= eps
@@ -193,16 +197,16 @@ def _bilinear_shortcut(logits: torch.Tensor, size: tuple[int, int], max_bytes: i
     below = torch.cat([key[1:], key[-1:]], 0)
     diagonal = torch.cat([right[1:], right[-1:]], 0)
     block = torch.where((key == right) & (key == below) & (key == diagonal), key, torch.full_like(key, -1))
-    y0, x0 = _taps(h, size[0], logits.device)[0], _taps(w, size[1], logits.device)[0]
-    labels = block.index_select(0, y0).index_select(1, x0)
+    taps = _taps(h, size[0], logits.device), _taps(w, size[1], logits.device)
+    labels = block.index_select(0, taps[0][0]).index_select(1, taps[1][0])
     unsettled = labels.flatten() < 0
     n = int(unsettled.sum())
     if n == 0:
         return labels
-    if n * (RESOLVE_BASE + RESOLVE_PER_CANDIDATE) > c * labels.numel():
+    if not _resolving_pays(n, 1, c, labels.numel()):
         return _resize_argmax(logits, size, "bilinear", max_bytes)
     pixels = unsettled.nonzero().flatten()
-    resolved = _resolve(logits, size, pixels, eps, max_bytes)
+    resolved = _resolve(logits, size, pixels, taps, eps, max_bytes)
     if resolved is None:
         return _resize_argmax(logits, size, "bilinear", max_bytes)
     labels.view(-1)[pixels] = resolved
