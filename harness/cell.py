@@ -62,10 +62,12 @@ def _skip_reason(cell: Cell) -> str | None:
         return "MPS is not available on this machine"
     if cell.precision == "tf32" and dev.type != "cuda":
         return "tf32 applies to CUDA matmuls only"
-    if cell.runtime == "onnxruntime" and cell.protocol.get("mode", "whole") != "whole":
-        return (f"protocol {cell.protocol.get('mode')!r} resizes images, but the ONNX export has a fixed "
-                "image size (only the batch axis is dynamic)")
-    return None
+    from harness.runtimes import runtime_for
+
+    reason = runtime_for(cell.model, cell.runtime).unsupported(
+        device=cell.device, precision=cell.precision, protocol_mode=cell.protocol.get("mode", "whole"),
+        weights=cell.weights, compile=bool(cell.variant.get("compile")))
+    return f"unsupported: {reason}" if reason else None
 
 
 def _check_label_spaces(model, dataset) -> None:

@@ -10,31 +10,9 @@ from harness.suite import Cell
 
 def missing_weights(cell: Cell) -> str | None:
     """Why the cell's weights are not available locally (None when they are, or when random)."""
-    if cell.weights == "random":
-        return None
-    if cell.weights is not None:
-        return None if Path(cell.weights).exists() else f"weights path {cell.weights} does not exist"
-    if cell.runtime == "litert" or cell.model.endswith((".tflite", "-litert")):
-        from harness.models.litert import LITERT_MODELS, find_weights, weights_dirs
+    from harness.runtimes import runtime_for
 
-        spec = LITERT_MODELS.get(cell.model)
-        if spec is None:
-            return None if Path(cell.model).is_file() else f"{cell.model} does not exist"
-        if find_weights(spec["file"]) is None:
-            return (f"{spec['file']} not found in {', '.join(map(str, weights_dirs()))} "
-                    "(set SEGBENCH_WEIGHTS to the folder holding it)")
-        return None
-    from harness.models import missing_weights as registry_missing
-    from harness.models.hub import cache_dir, cached_revision
-    from harness.models.registry import resolve
-
-    if resolve(cell.model) is not None:
-        return registry_missing(cell.model, cell.weights)
-    if Path(cell.model).is_dir() or "/" not in cell.model or cell.model.startswith((".", "/")):
-        return None  # a local directory, or an unknown name the cell itself will report
-    if cached_revision(cell.model) is None:
-        return f"{cell.model} is neither a local directory nor in the Hugging Face cache ({cache_dir()})"
-    return None
+    return runtime_for(cell.model, cell.runtime).implementation().missing_weights(cell.model, cell.weights)
 
 
 def missing_data(cell: Cell) -> str | None:

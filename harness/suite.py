@@ -19,12 +19,9 @@ from typing import Any
 import yaml
 
 from harness.errors import ConfigError, did_you_mean
+from harness.runtimes import PROTOCOL_MODES, RUNTIMES, runtime_for
+from harness.settings import AMP_MODES, PRECISIONS, UPSAMPLE_MODES
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
-AMP_MODES = ("autocast", "cast")
-RUNTIMES = ("pytorch", "onnxruntime", "litert")
-PROTOCOL_MODES = ("whole", "slide", "multiscale")
-UPSAMPLE_MODES = ("bilinear", "bicubic")
 BAD_SAMPLE_POLICIES = ("error", "skip")
 DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
@@ -129,7 +126,7 @@ class Suite:
             d["models"], d["datasets"], d["devices"], d["precisions"], d["amp"], d["batch_sizes"],
             d["runtimes"], d["variants"], d["protocols"],
         ):
-            runtime = m.get("runtime") or ("litert" if _is_litert(m["name"]) else rt)
+            runtime = m.get("runtime") or runtime_for(m["name"], rt).name
             cell = Cell(
                 model=m["name"], weights=m["weights"], model_label=m.get("label"),
                 model_options=m.get("options") or {}, trust_remote_code=bool(m.get("trust_remote_code")),
@@ -148,10 +145,6 @@ class Suite:
             seen.add(cell.cell_id)
             cells.append(cell)
         return cells
-
-
-def _is_litert(name: str) -> bool:
-    return name.endswith(".tflite") or name.endswith("-litert")
 
 
 def _slug(text: str) -> str:
@@ -406,7 +399,7 @@ def validate(data: Any, path: Path) -> dict:
         "precisions": v.list_of(data.get("precisions", ["fp32"]), "precisions", allowed=PRECISIONS),
         "amp": v.list_of(data.get("amp", ["autocast"]), "amp", allowed=AMP_MODES),
         "batch_sizes": v.list_of(data.get("batch_sizes", [1]), "batch_sizes", kind=int),
-        "runtimes": v.list_of(data.get("runtimes", ["pytorch"]), "runtimes", allowed=RUNTIMES),
+        "runtimes": v.list_of(data.get("runtimes", ["pytorch"]), "runtimes", allowed=tuple(RUNTIMES)),
         "variants": _variants(v, data.get("variants")),
         "protocols": _protocols(v, data.get("protocol")),
         "measure": _measure(v, data.get("measure")),

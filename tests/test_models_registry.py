@@ -4,7 +4,6 @@ checkpoints), random-weight builds, provenance, precision/variant settings and r
 from __future__ import annotations
 
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -205,14 +204,13 @@ def test_pytorch_runtime_refuses_options(tiny):
 
 def test_onnxruntime_dispatch_receives_the_torch_adapter_and_options(tiny, monkeypatch):
     seen = {}
-    fake = types.ModuleType("harness.models.onnx")
+    onnx = pytest.importorskip("harness.models.onnx")
 
     def load_onnx_model(torch_model, **options):
         seen.update(model=torch_model, options=options)
         return "onnx-adapter"
 
-    fake.load_onnx_model = load_onnx_model
-    monkeypatch.setitem(sys.modules, "harness.models.onnx", fake)
+    monkeypatch.setattr(onnx, "load_onnx_model", load_onnx_model)
     out = harness.load_model(str(tiny["dpt"]), runtime="onnxruntime", opset=17)
     assert out == "onnx-adapter" and seen["options"] == {"opset": 17}
     assert isinstance(seen["model"], harness.models.SegmentationModel) and seen["model"].family == "dpt"
@@ -226,14 +224,13 @@ def test_onnxruntime_without_its_module_is_a_config_error(tiny, monkeypatch):
 
 def test_tflite_paths_go_to_the_litert_adapter(monkeypatch, tmp_path):
     seen = {}
-    fake = types.ModuleType("harness.models.litert")
+    litert = pytest.importorskip("harness.models.litert")
 
     def load_litert_model(path, device="cpu", precision="fp32", **options):
         seen.update(path=path, device=device, precision=precision, options=options)
         return "litert-adapter"
 
-    fake.load_litert_model = load_litert_model
-    monkeypatch.setitem(sys.modules, "harness.models.litert", fake)
+    monkeypatch.setattr(litert, "load_litert_model", load_litert_model)
     out = harness.load_model(str(tmp_path / "m.tflite"), num_threads=2)
     assert out == "litert-adapter"
     assert seen == {"path": str(tmp_path / "m.tflite"), "device": "cpu", "precision": "fp32",

@@ -25,10 +25,9 @@ from PIL import Image
 
 from harness.errors import ConfigError
 from harness.models.postprocess import upsample_argmax
+from harness.runtimes import RUNTIMES
+from harness.settings import AMP_MODES, HALF_PRECISIONS, PRECISIONS, UPSAMPLE_MODES
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
-AMP_MODES = ("autocast", "cast")
-UPSAMPLE_MODES = ("bilinear", "bicubic")
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -95,14 +94,14 @@ class SegmentationModel:
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Move the batch to the device, apply the precision, run; returns outputs on the device."""
         x = pixel_values.to(self.device, non_blocking=True)
-        if self.precision in ("fp16", "bf16") and self.amp == "cast" and self.runtime == "pytorch":
+        if self.precision in HALF_PRECISIONS and self.amp == "cast" and RUNTIMES[self.runtime].applies_precision:
             x = x.to(DTYPES[self.precision])
         with self.precision_context():
             return self._run(x)
 
     def precision_context(self) -> contextlib.AbstractContextManager:
         """Autocast context for fp16/bf16 with ``amp == "autocast"``; a null context otherwise."""
-        if self.runtime == "pytorch" and self.precision in ("fp16", "bf16") and self.amp == "autocast":
+        if RUNTIMES[self.runtime].applies_precision and self.precision in HALF_PRECISIONS and self.amp == "autocast":
             return torch.autocast(device_type=self.device.type, dtype=DTYPES[self.precision])
         return contextlib.nullcontext()
 
@@ -143,7 +142,7 @@ class SegmentationModel:
             torch.backends.cuda.matmul.allow_tf32 = allow
             torch.backends.cudnn.allow_tf32 = allow
         module = module.eval().to(self.device)
-        if self.amp == "cast" and self.precision in ("fp16", "bf16"):
+        if self.amp == "cast" and self.precision in HALF_PRECISIONS:
             module = module.to(DTYPES[self.precision])
         if channels_last:
             module = module.to(memory_format=torch.channels_last)

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.errors import ConfigError, UnsupportedError, WeightsError
+from harness.errors import ConfigError, UnsupportedError, WeightsError, did_you_mean
 from harness.models.base import SegmentationModel
 from harness.models.letterbox import LetterboxQuantize, valid_region
 from harness.models.postprocess import upsample_argmax
+from harness.runtimes import RUNTIMES
 
 __all__ = ["LITERT_MODELS", "LABEL_SETS", "MISS", "LiteRTModel", "load_litert_model", "litert_model_infos",
            "label_lut", "weights_dirs", "find_weights", "valid_region"]
@@ -252,13 +253,7 @@ def load_litert_model(path: str, device: str = "cpu", precision: str = "fp32", l
     if options:
         raise ConfigError(f"LiteRT model {path!r}: unknown option(s) {', '.join(sorted(options))}; allowed: "
                           "label_set, label_map, num_threads, input_mean, input_std")
-    if torch.device(device).type != "cpu":
-        raise UnsupportedError(f"LiteRT models run on the CPU here; device {device!r} is not supported")
-    if precision != "fp32":
-        raise UnsupportedError(f"LiteRT model {path!r} runs as stored (quantized); precision {precision!r} "
-                               "does not apply: use fp32 for LiteRT cells")
-    if weights == "random":
-        raise UnsupportedError(f"{path!r}: LiteRT models carry their weights; `weights: random` does not apply")
+    RUNTIMES["litert"].check(device=device, precision=precision, weights=weights)
     if label_set is not None and label_set not in LABEL_SETS:
         raise ConfigError(f"LiteRT model {path!r}: label_set {label_set!r} is not one of {', '.join(LABEL_SETS)}")
     spec = LITERT_MODELS.get(path, {})
@@ -293,3 +288,35 @@ def litert_model_infos() -> list[dict]:
                      "present": path is not None, "path": str(path) if path else None,
                      "description": spec["description"], "aliases": []})
     return rows
+
+
+def load(name_or_path: str, weights: str | None = None, device: str = "cpu", precision: str = "fp32",
+         upsample: str = "bilinear", amp: str = "autocast", channels_last: bool = False, compile: bool = False,
+         attn_implementation: str | None = None, trust_remote_code: bool = False, **options) -> LiteRTModel:
+    """The runtime entry (see :mod:`harness.runtimes`): :func:`load_litert_model`; PyTorch-only
+    settings (amp, channels_last, attention, remote code) do not apply to a stored TFLite graph."""
+    extra = {"weights": weights} if weights is not None else {}
+    return load_litert_model(name_or_path, device=device, precision=precision, upsample=upsample, **extra, **options)
+
+
+def check_name(name: str) -> None:
+    """ConfigError when ``name`` is neither a registered LiteRT model nor a .tflite path."""
+    if name not in LITERT_MODELS and not name.endswith(".tflite"):
+        raise ConfigError(f"unknown LiteRT model {name!r}{did_you_mean(name, LITERT_MODELS)}; registered: "
+                          f"{', '.join(LITERT_MODELS)}, or a path to a .tflite file")
+
+
+def missing_weights(name: str, weights: str | None = None) -> str | None:
+    """Why the .tflite file of ``name`` is not available (None when it is)."""
+    if weights is not None and weights != "random":
+        return None if Path(weights).exists() else f"weights path {weights} does not exist"
+    spec = LITERT_MODELS.get(name)
+    if spec is None:
+        return None if Path(name).is_file() else f"{name} does not exist"
+    if find_weights(spec["file"]) is None:
+        return (f"{spec['file']} not found in {', '.join(map(str, weights_dirs()))} "
+                "(set SEGBENCH_WEIGHTS to the folder holding it)")
+    return None
+
+
+model_infos = litert_model_infos

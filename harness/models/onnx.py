@@ -27,6 +27,7 @@ import torch
 
 from harness.errors import ConfigError, UnsupportedError
 from harness.models.base import SegmentationModel
+from harness.runtimes import RUNTIMES
 
 EXPORT_BATCH = 2  # example batch of the export (torch.export specialises a batch of 1)
 PARITY_BATCH = 3  # parity runs at a batch size the export never saw
@@ -208,9 +209,7 @@ def load_onnx_model(torch_model: SegmentationModel, opset: int = 17, cache_dir: 
                           "allowed: opset, cache_dir, providers, parity_atol, exporter")
     if exporter not in EXPORTERS:
         raise ConfigError(f"onnxruntime: exporter {exporter!r} is not one of {', '.join(EXPORTERS)}")
-    if torch_model.precision != "fp32":
-        raise UnsupportedError(f"{torch_model.name}: the onnxruntime runtime runs the fp32 export; "
-                               f"precision {torch_model.precision!r} does not apply")
+    RUNTIMES["onnxruntime"].check(device=str(torch_model.device), precision=torch_model.precision)
     if torch_model.module is None:
         raise UnsupportedError(f"{torch_model.name}: only PyTorch models can be exported to ONNX")
     try:
@@ -229,3 +228,35 @@ def load_onnx_model(torch_model: SegmentationModel, opset: int = 17, cache_dir: 
     model = OnnxModel(torch_model, session, directory, meta, cached, parity)
     torch_model.module = None  # the PyTorch weights are not needed any more; free them
     return model
+
+
+def load(name_or_path: str, weights: str | None = None, device: str = "cpu", precision: str = "fp32",
+         amp: str = "autocast", upsample: str = "bilinear", channels_last: bool = False, compile: bool = False,
+         attn_implementation: str | None = None, trust_remote_code: bool = False, **options) -> OnnxModel:
+    """The runtime entry (see :mod:`harness.runtimes`): the PyTorch adapter, exported; ``options``
+    go to :func:`load_onnx_model`."""
+    from harness.models import pytorch
+
+    torch_model = pytorch.load(name_or_path, weights=weights, device=device, precision=precision, amp=amp,
+                               upsample=upsample, channels_last=channels_last,
+                               attn_implementation=attn_implementation, trust_remote_code=trust_remote_code)
+    return load_onnx_model(torch_model, **options)
+
+
+def model_infos() -> list[dict]:
+    """No model of its own: the onnxruntime runtime exports the PyTorch registry's models."""
+    return []
+
+
+def check_name(name: str) -> None:
+    """The names the PyTorch runtime accepts."""
+    from harness.models.pytorch import check_name as pytorch_check
+
+    pytorch_check(name)
+
+
+def missing_weights(name: str, weights: str | None = None) -> str | None:
+    """The PyTorch model's weights, which the export is made from."""
+    from harness.models.pytorch import missing_weights as pytorch_missing
+
+    return pytorch_missing(name, weights)
