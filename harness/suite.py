@@ -241,6 +241,7 @@ def _model_entry(v: _Validator, entry: Any, i: int) -> dict:
         raise v.fail(f"{key}.label", f"expected a display name (string), got {_show(entry['label'])}")
     if not isinstance(entry.get("trust_remote_code", False), bool):
         raise v.fail(f"{key}.trust_remote_code", f"expected true or false, got {_show(entry['trust_remote_code'])}")
+    _check_model_name(v, entry["name"], entry.get("runtime"), f"{key}.name")
     return {"name": entry["name"], "weights": weights, "label": entry.get("label"),
             "runtime": entry.get("runtime"), "options": entry.get("options") or {},
             "trust_remote_code": entry.get("trust_remote_code", False)}
@@ -261,7 +262,31 @@ def _dataset_entry(v: _Validator, entry: Any, i: int) -> dict:
     options = entry.get("options") or {}
     if not isinstance(options, dict):
         raise v.fail(f"{key}.options", f"expected a mapping, got {_show(options)}")
+    from harness.data import check_dataset
+
+    try:
+        check_dataset(entry["name"], options)
+    except ConfigError as e:
+        raise v.fail(f"{key}.options" if entry["name"] in _dataset_names() else f"{key}.name", str(e)) from None
     return {"name": entry["name"], "root": root, "split": split, "limit": limit, "options": options}
+
+
+def _dataset_names() -> tuple[str, ...]:
+    from harness.data import DATASETS
+
+    return tuple(DATASETS)
+
+
+def _check_model_name(v: _Validator, name: str, runtime: str | None, key: str) -> None:
+    """The runtime that would load ``name`` says whether it can be a model (registry name, hub id, path)."""
+    try:
+        module = runtime_for(name, runtime or "pytorch").implementation()
+    except ConfigError:  # the runtime's extra is not installed: preflight and the cell say so
+        return
+    try:
+        module.check_name(name)
+    except ConfigError as e:
+        raise v.fail(key, str(e)) from None
 
 
 def _protocol(v: _Validator, value: Any) -> dict:

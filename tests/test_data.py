@@ -49,8 +49,10 @@ def test_synthetic_sizes_cycle_and_options_are_checked():
     assert [ds.load(i).label.shape for i in range(3)] == [(16, 20), (24, 32), (16, 20)]
     with pytest.raises(ConfigError, match="unknown option 'num_sample'.*did you mean: num_samples"):
         load_dataset("synthetic", num_sample=3)
-    with pytest.raises(DataError, match="image_size"):
+    with pytest.raises(ConfigError, match="image_size"):
         load_dataset("synthetic", image_size=[4, 4])
+    with pytest.raises(ConfigError, match="num_classes 0 must be an integer in 1..1000"):
+        load_dataset("synthetic", num_classes=0)
 
 
 def test_unknown_dataset_suggests():

@@ -40,7 +40,8 @@ def _all_results_parse(run_dir: Path) -> int:
     return n
 
 
-def test_sigkill_at_random_moments_loses_nothing_and_resume_finishes(tmp_path, capsys, monkeypatch):
+def test_sigkill_at_random_moments_loses_nothing_and_resume_finishes(tmp_path, capsys, monkeypatch,
+                                                                     fault_names):
     models = [{"name": f"fault-ok{i}", "weights": "random"} for i in range(8)]
     suite = tmp_path / "suite.yaml"
     suite.write_text(yaml.safe_dump({"name": "kill", "models": models, "datasets": ["tiny"],
@@ -140,7 +141,7 @@ def test_corrupt_image_mid_run_skip_policy_and_determinism(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["{", "[]", '{"schema_version": 99}'])
-def test_resume_with_a_damaged_result_file_remeasures_that_cell(tmp_path, bad, monkeypatch):
+def test_resume_with_a_damaged_result_file_remeasures_that_cell(tmp_path, bad, monkeypatch, fault_names):
     monkeypatch.setenv("SEGBENCH_TEST_FAULTS", "1")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FAULTS), os.environ.get("PYTHONPATH", "")]))
     suite = tmp_path / "s.yaml"

@@ -16,7 +16,7 @@ FAULTS = Path(__file__).resolve().parent / "faults"
 
 
 @pytest.fixture
-def faults(monkeypatch):
+def faults(monkeypatch, fault_names):
     monkeypatch.setenv("SEGBENCH_TEST_FAULTS", "1")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FAULTS), os.environ.get("PYTHONPATH", "")]))
 

@@ -20,7 +20,7 @@ FAULTS = Path(__file__).resolve().parent / "faults"
 
 
 @pytest.fixture
-def faults(monkeypatch):
+def faults(monkeypatch, fault_names):
     monkeypatch.setenv("SEGBENCH_TEST_FAULTS", "1")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(FAULTS), os.environ.get("PYTHONPATH", "")]))
 
@@ -112,8 +112,8 @@ def test_repeat_records_run_to_run_spread(tmp_path, faults):
     assert cell["run_to_run"]["mean_ms"] == pytest.approx(sum(means) / 3)
 
 
-def test_shards_partition_the_cells(tmp_path):
-    s = load_suite(suite(tmp_path, [f"m{i}" for i in range(7)]))
+def test_shards_partition_the_cells(tmp_path, faults):
+    s = load_suite(suite(tmp_path, [f"fault-m{i}" for i in range(7)]))
     all_ids = [c.cell_id for c in select_cells(s)]
     parts = [[c.cell_id for c in select_cells(s, (k, 3))] for k in range(3)]
     assert sorted(sum(parts, [])) == sorted(all_ids)
@@ -126,8 +126,8 @@ def test_bad_shard(text):
         parse_shard(text)
 
 
-def test_cli_dry_run_lists_cells(tmp_path):
-    s = suite(tmp_path, ["a", "b"])
+def test_cli_dry_run_lists_cells(tmp_path, faults):
+    s = suite(tmp_path, ["fault-a", "fault-b"])
     out = subprocess.run([sys.executable, "-m", "harness", "run", "--dry-run", str(s)], capture_output=True,
                          text=True, check=True)
     assert len(out.stdout.strip().splitlines()) == 2 and "2 cells" in out.stderr
@@ -135,7 +135,7 @@ def test_cli_dry_run_lists_cells(tmp_path):
 
 def test_cli_bad_suite_is_a_clear_error(tmp_path):
     p = tmp_path / "bad.yaml"
-    p.write_text("name: x\nmodels: [a]\ndatasets: [b]\nprecisions: [fp64]\n")
+    p.write_text("name: x\nmodels: [dpt-large]\ndatasets: [synthetic]\nprecisions: [fp64]\n")
     out = subprocess.run([sys.executable, "-m", "harness", "run", str(p)], capture_output=True, text=True)
     assert out.returncode == 2
     assert f"{p}: precisions[0]" in out.stderr and "Traceback" not in out.stderr

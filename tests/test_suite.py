@@ -236,3 +236,35 @@ def test_protocol_list_is_an_axis(tmp_path):
     assert all("multiscale" in c.cell_id for c in cells if c.protocol["mode"] == "multiscale")
     with pytest.raises(ConfigError, match=r"protocol\[1\].mode"):
         load_suite(write(tmp_path, with_(protocol=[{"mode": "whole"}, {"mode": "tiles"}])))
+
+
+@pytest.mark.parametrize("change, key, text", [
+    ({"models": ["dpt-larg"]}, "models[0].name", "unknown model 'dpt-larg' (did you mean: dpt-large"),
+    ({"models": ["nope-litert"]}, "models[0].name", "unknown LiteRT model 'nope-litert'"),
+    ({"datasets": ["ade21k"]}, "datasets[0].name", "unknown dataset 'ade21k' (did you mean: ade20k"),
+    ({"datasets": [{"name": "synthetic", "options": {"image_size": [-5, 10]}}]}, "datasets[0].options",
+     "image_size [-5, 10] must be [height, width]"),
+    ({"datasets": [{"name": "synthetic", "options": {"num_classes": 0}}]}, "datasets[0].options",
+     "num_classes 0 must be an integer in 1..1000"),
+    ({"datasets": [{"name": "synthetic", "options": {"num_sample": 2}}]}, "datasets[0].options",
+     "unknown option 'num_sample' (did you mean: num_samples"),
+])
+def test_names_and_dataset_options_are_checked_at_load(tmp_path, change, key, text):
+    path = write(tmp_path, with_(**change))
+    with pytest.raises(ConfigError) as info:
+        load_suite(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: {key}: ") and text in msg
+
+
+def test_dry_run_fails_with_exit_2_on_a_misspelt_model(tmp_path, capsys):
+    from harness.cli import main
+
+    assert main(["run", str(write(tmp_path, with_(models=["dpt-larg"]))), "--dry-run"]) == 2
+    assert "models[0].name: unknown model 'dpt-larg'" in capsys.readouterr().err
+
+
+def test_hub_ids_and_paths_pass_the_name_check(tmp_path):
+    cells = load_suite(write(tmp_path, with_(models=["someone/some-model", str(tmp_path / "dir"),
+                                                     str(tmp_path / "m.tflite")]))).cells()
+    assert {c.runtime for c in cells if c.model.endswith(".tflite")} == {"litert"}

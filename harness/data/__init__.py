@@ -10,7 +10,7 @@ from pathlib import Path
 from harness.data.base import DatasetInfo, Sample, SegmentationDataset
 from harness.errors import ConfigError, did_you_mean
 
-__all__ = ["load_dataset", "DATASETS", "dataset_infos", "Sample", "SegmentationDataset"]
+__all__ = ["load_dataset", "check_dataset", "DATASETS", "dataset_infos", "Sample", "SegmentationDataset"]
 
 
 # name -> "module:class" under harness.data, imported only when the dataset is used
@@ -87,19 +87,25 @@ def _check_subset(limit, shard) -> None:
             raise ConfigError(f"dataset shard {shard!r}: expected (k, n) with integers 0 <= k < n")
 
 
-def load_dataset(name: str, root: str | None = None, split: str = "validation", limit: int | None = None,
-                 shard: tuple[int, int] | None = None, **options) -> SegmentationDataset:
-    """Build a registered dataset. ``limit`` keeps the first N samples (sorted order);
-    ``shard=(k, n)`` then keeps every n-th from k. Unknown names or options are ConfigErrors."""
+def check_dataset(name: str, options: dict) -> None:
+    """ConfigError for an unknown dataset name, an unknown option or a bad option value (nothing is read)."""
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}{did_you_mean(name, DATASETS)}; "
                           f"known datasets: {', '.join(DATASETS)}")
-    _check_subset(limit, shard)
     allowed = options_of(name)
     for key in options:
         if key not in allowed:
             raise ConfigError(f"dataset {name!r}: unknown option {key!r}{did_you_mean(key, allowed)}; "
                               f"allowed options: {', '.join(allowed) or 'none'}")
+    _factory(name).check_options(**options)
+
+
+def load_dataset(name: str, root: str | None = None, split: str = "validation", limit: int | None = None,
+                 shard: tuple[int, int] | None = None, **options) -> SegmentationDataset:
+    """Build a registered dataset. ``limit`` keeps the first N samples (sorted order);
+    ``shard=(k, n)`` then keeps every n-th from k. Unknown names or options are ConfigErrors."""
+    check_dataset(name, options)
+    _check_subset(limit, shard)
     cls = _factory(name)
     if name == "synthetic":
         return cls(limit=limit, shard=shard, **options)

@@ -61,6 +61,14 @@ class SegmentationDataset:
     # or None for ad-hoc label spaces (folder, synthetic); compared with a model's ``label_set``.
     label_set: str | None = None
 
+    @staticmethod
+    def check_options(**options) -> None:
+        """ConfigError for a bad option value, before anything is read (the suite validator calls it).
+
+        The base class accepts any value; datasets whose options can be checked without their
+        files (e.g. synthetic) override it.
+        """
+
     def __len__(self) -> int:
         raise NotImplementedError
 

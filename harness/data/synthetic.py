@@ -13,7 +13,7 @@ from PIL import Image
 
 from harness.data.base import Sample, SegmentationDataset
 from harness.data.files import generated_palette, select
-from harness.errors import DataError
+from harness.errors import ConfigError
 
 
 class SyntheticDataset(SegmentationDataset):
@@ -26,14 +26,8 @@ class SyntheticDataset(SegmentationDataset):
     def __init__(self, num_samples: int = 8, image_size=(512, 512), num_classes: int = 150,
                  ignore_index: int = 255, ignore_fraction: float = 0.05, seed: int = 0,
                  limit: int | None = None, shard: tuple[int, int] | None = None):
-        if not (1 <= int(num_samples) <= 100_000):
-            raise DataError(f"synthetic: num_samples {num_samples!r} must be in 1..100000")
-        if not (1 <= int(num_classes) <= 1000):
-            raise DataError(f"synthetic: num_classes {num_classes!r} must be in 1..1000")
-        sizes = [image_size] if isinstance(image_size[0], int) else list(image_size)
-        for s in sizes:
-            if len(s) != 2 or not all(isinstance(x, int) and 8 <= x <= 8192 for x in s):
-                raise DataError(f"synthetic: image_size {s!r} must be [height, width] with 8..8192 pixels each")
+        sizes = self.check_options(num_samples=num_samples, image_size=image_size, num_classes=num_classes,
+                                   ignore_fraction=ignore_fraction)
         self.sizes = [tuple(s) for s in sizes]
         self.num_classes = int(num_classes)
         self.ignore_index = int(ignore_index)
@@ -42,6 +36,30 @@ class SyntheticDataset(SegmentationDataset):
         self.class_names = [f"class_{i}" for i in range(self.num_classes)]
         self.palette = generated_palette(self.num_classes)
         self.indices = select(list(range(int(num_samples))), limit, shard)
+
+    @staticmethod
+    def check_options(num_samples: int = 8, image_size=(512, 512), num_classes: int = 150, ignore_index: int = 255,
+                      ignore_fraction: float = 0.05, seed: int = 0) -> list[tuple[int, int]]:
+        """ConfigError naming the option for a bad value; returns the image sizes (a list of [H, W])."""
+        def integer(value, key: str, lo: int, hi: int) -> None:
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise ConfigError(f"synthetic: {key} {value!r} must be an integer in {lo}..{hi}")
+
+        integer(num_samples, "num_samples", 1, 100_000)
+        integer(num_classes, "num_classes", 1, 1000)
+        integer(ignore_index, "ignore_index", -(2**31), 2**31 - 1)
+        integer(seed, "seed", 0, 2**63 - 1)
+        if isinstance(ignore_fraction, bool) or not isinstance(ignore_fraction, (int, float)) \
+                or not 0 <= ignore_fraction <= 1:
+            raise ConfigError(f"synthetic: ignore_fraction {ignore_fraction!r} must be a number in 0..1")
+        if not isinstance(image_size, (list, tuple)) or not image_size:
+            raise ConfigError(f"synthetic: image_size {image_size!r} must be [height, width] or a list of them")
+        sizes = [image_size] if not isinstance(image_size[0], (list, tuple)) else list(image_size)
+        for size in sizes:
+            if (not isinstance(size, (list, tuple)) or len(size) != 2
+                    or not all(isinstance(x, int) and not isinstance(x, bool) and 8 <= x <= 8192 for x in size)):
+                raise ConfigError(f"synthetic: image_size {size!r} must be [height, width] with 8..8192 pixels each")
+        return [tuple(size) for size in sizes]
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -11,6 +11,7 @@ if os.environ.get("SEGBENCH_TEST_FAULTS") == "1":
     import signal
     import time
 
+    import fault_names
     import numpy as np
     import torch
     from PIL import Image
@@ -96,3 +97,4 @@ if os.environ.get("SEGBENCH_TEST_FAULTS") == "1":
         return _orig(cell, run_dir, load_model=_load_model, load_dataset=_load_dataset)
 
     _cell.run_cell = run_cell
+    fault_names.accept()
