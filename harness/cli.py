@@ -98,16 +98,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 variant={}, protocol=dict(DEFAULT_PROTOCOL, upsample=args.upsample), measure=measure)
     with tempfile.TemporaryDirectory() as tmp:
         result = run_cell(cell, Path(tmp))
-    if result["status"] != "ok":
-        print(f"segbench eval: {result['status']}: {result['error']}", file=sys.stderr)
+    if result.status != "ok":
+        print(f"segbench eval: {result.status}: {result.error}", file=sys.stderr)
         return 1
     if args.profile:
         from harness.profile import describe
 
         print(describe(result), file=sys.stderr)
-    out = {"model": result["model"], "weights": result["weights"], "dataset": result["dataset"],
-           "metrics": result["metrics"], "metrics_note": result["metrics_note"], "data": {
-               k: result["data"][k] for k in ("num_samples", "digest", "skipped")}}
+    data = result.provenance.data or {}
+    out = {"model": result.identity.model, "weights": result.provenance.weights, "dataset": result.identity.dataset,
+           "metrics": result.accuracy.metrics, "metrics_note": result.accuracy.note,
+           "data": {k: data.get(k) for k in ("num_samples", "digest", "skipped")}}
     print(json.dumps(out, indent=1, default=str))
     return 0
 
@@ -134,11 +135,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segbench", description="Benchmark and evaluation harness for "
-                                "semantic segmentation: accuracy, latency and memory, with reports.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_run(sub) -> None:
     r = sub.add_parser("run", help="run a suite (one fresh process per cell)")
     r.add_argument("suite", help="suite YAML file, e.g. suites/default.yaml")
     r.add_argument("--out", default="results", help="parent folder of run directories (default: results)")
@@ -151,6 +148,32 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--report", action="store_true", help="write an HTML report when the run ends")
     r.add_argument("--report-dir", default="reports", help="where --report writes (default: reports)")
     r.set_defaults(func=_cmd_run)
+
+
+def _add_eval(sub) -> None:
+    e = sub.add_parser("eval", help="accuracy of one model on one dataset (no suite, no latency)")
+    e.add_argument("model")
+    e.add_argument("dataset")
+    e.add_argument("--weights", default=None, help="null (pretrained), 'random' or a path")
+    e.add_argument("--root", default=None)
+    e.add_argument("--split", default="validation")
+    e.add_argument("--limit", type=int, default=None)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--precision", default="fp32")
+    e.add_argument("--runtime", default="pytorch")
+    e.add_argument("--batch-size", type=int, default=1)
+    e.add_argument("--workers", type=int, default=0)
+    e.add_argument("--upsample", default="bilinear", choices=("bilinear", "bicubic"))
+    e.add_argument("--on-bad-sample", default="error", choices=("error", "skip"))
+    e.add_argument("--profile", action="store_true", help="print where the time went (load, data, forward, ...)")
+    e.set_defaults(func=_cmd_eval)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="segbench", description="Benchmark and evaluation harness for "
+                                "semantic segmentation: accuracy, latency and memory, with reports.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
 
     g = sub.add_parser("merge", help="merge shard runs (or runs from several machines) into one run")
     g.add_argument("runs", nargs="+", metavar="RUN_DIR")
@@ -173,22 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=_cmd_datasets)
 
-    e = sub.add_parser("eval", help="accuracy of one model on one dataset (no suite, no latency)")
-    e.add_argument("model")
-    e.add_argument("dataset")
-    e.add_argument("--weights", default=None, help="null (pretrained), 'random' or a path")
-    e.add_argument("--root", default=None)
-    e.add_argument("--split", default="validation")
-    e.add_argument("--limit", type=int, default=None)
-    e.add_argument("--device", default="cpu")
-    e.add_argument("--precision", default="fp32")
-    e.add_argument("--runtime", default="pytorch")
-    e.add_argument("--batch-size", type=int, default=1)
-    e.add_argument("--workers", type=int, default=0)
-    e.add_argument("--upsample", default="bilinear", choices=("bilinear", "bicubic"))
-    e.add_argument("--on-bad-sample", default="error", choices=("error", "skip"))
-    e.add_argument("--profile", action="store_true", help="print where the time went (load, data, forward, ...)")
-    e.set_defaults(func=_cmd_eval)
+    _add_eval(sub)
 
     try:
         from harness.report.commands import add_parsers

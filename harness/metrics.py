@@ -17,6 +17,12 @@ torchmetrics differs: ``MulticlassJaccardIndex(average=None)`` reports such a cl
 counts a class that is predicted but absent from the ground truth as accuracy 0.0, where
 mAcc here leaves it out. All metrics are fractions in [0, 1]; NaN when undefined.
 
+Dice, precision and recall come from the same dataset-level counts (mmsegmentation's mDice,
+mPrecision, mRecall). One difference: mmsegmentation derives its F-score from precision and
+recall, so a class present in the ground truth but never predicted has F-score NaN there (its
+precision is 0/0); Dice here is 2 TP / (GT + P), which is 0.0 for that class and equals the
+F-score wherever both are defined.
+
 Speed. Both maps are fused into one bin index ``target * (C + 1) + pred`` and counted.
 Ignored pixels are not removed with a boolean mask: they fall into their own histogram row,
 dropped afterwards, and target values that are not classes are found from the counts of the
@@ -236,9 +242,12 @@ def confusion_matrix(pred, target, num_classes: int, ignore_index: int = 255) ->
 def metrics_from_confusion(cm: torch.Tensor | np.ndarray) -> dict:
     """Metrics from a (C, C) count matrix, or (C, C + 1) with out-of-range predictions last.
 
-    Returns ``mIoU``, ``aAcc``, ``mAcc``, ``fwIoU`` (python floats, fractions in [0, 1], NaN
-    when undefined) and ``IoU``, ``Acc`` (per-class lists, NaN where undefined). See the
-    module docstring for the NaN convention.
+    Returns ``mIoU``, ``aAcc``, ``mAcc``, ``fwIoU``, ``mDice``, ``mPrecision``, ``mRecall`` (python
+    floats, fractions in [0, 1], NaN when undefined) and the per-class lists ``IoU``, ``Acc``,
+    ``Dice``, ``Precision``, ``Recall`` (NaN where undefined). Per class, over the whole dataset:
+    Dice = F1 = 2 TP / (GT + P) (NaN when the class is in neither), Precision = TP / P (NaN when
+    never predicted), Recall = TP / GT = Acc (NaN when absent from the ground truth); each mean
+    leaves out the NaN classes. See the module docstring for the NaN convention.
     """
     a = np.asarray(cm.detach().cpu() if isinstance(cm, torch.Tensor) else cm)
     if a.ndim != 2 or a.shape[1] not in (a.shape[0], a.shape[0] + 1) or a.shape[0] < 1:
@@ -254,14 +263,28 @@ def metrics_from_confusion(cm: torch.Tensor | np.ndarray) -> dict:
     with np.errstate(invalid="ignore", divide="ignore"):
         iou = np.where(union > 0, tp / union, np.nan)
         acc = np.where(gt > 0, tp / gt, np.nan)
+    predicted = a[:, :C].sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dice = np.where(gt + predicted > 0, 2 * tp / (gt + predicted), np.nan)
+        precision = np.where(predicted > 0, tp / predicted, np.nan)
     has_iou, has_gt = union > 0, gt > 0
+
+    def mean(values: np.ndarray, defined: np.ndarray) -> float:
+        return float(values[defined].mean()) if defined.any() else math.nan
+
     return {
-        "mIoU": float(iou[has_iou].mean()) if has_iou.any() else math.nan,
+        "mIoU": mean(iou, has_iou),
         "aAcc": float(tp.sum() / total) if total > 0 else math.nan,
-        "mAcc": float(acc[has_gt].mean()) if has_gt.any() else math.nan,
+        "mAcc": mean(acc, has_gt),
         "fwIoU": float(np.sum(gt[has_gt] * iou[has_gt]) / total) if total > 0 else math.nan,
+        "mDice": mean(dice, has_iou),
+        "mPrecision": mean(precision, predicted > 0),
+        "mRecall": mean(acc, has_gt),
         "IoU": [float(x) for x in iou],
         "Acc": [float(x) for x in acc],
+        "Dice": [float(x) for x in dice],
+        "Precision": [float(x) for x in precision],
+        "Recall": [float(x) for x in acc],
     }
 
 

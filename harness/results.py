@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.cell_result import SCHEMA_VERSION, STATUSES, CellResult
 from harness.errors import SegbenchError
+from harness.migrate import SUPPORTED, migrate
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "STATUSES", "CellResult", "ResultsError", "Run", "cell_path", "load_run",
+           "load_cell_result", "read_json", "write_json_atomic", "to_dataframe"]
+
 MAX_RESULT_BYTES = 64 * 1024 * 1024  # a cell or run file larger than this is refused
-STATUSES = ("ok", "oom", "error", "timeout", "skipped")
 
 
 class ResultsError(SegbenchError):
@@ -60,7 +63,8 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> dict:
-    """Read a result JSON object, refusing files that are huge, not JSON or not an object."""
+    """Read a result JSON object (run.json or a cell file) of a supported schema version, refusing
+    files that are huge, not JSON, not an object or of another schema."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -75,12 +79,15 @@ def read_json(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise ResultsError(f"{path}: expected a JSON object, found {type(data).__name__}")
     version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ResultsError(
-            f"{path}: results schema_version {version!r} is not supported by this segbench "
-            f"(which reads schema_version {SCHEMA_VERSION})"
-        )
+    if version not in SUPPORTED:
+        raise ResultsError(f"{path}: results schema_version {version!r} is not supported by this segbench "
+                           f"(which reads schema_version {', '.join(map(str, SUPPORTED))})")
     return data
+
+
+def load_cell_result(path: str | os.PathLike) -> CellResult:
+    """A cell file (any supported schema, migrated) as a :class:`CellResult`."""
+    return CellResult.from_dict(migrate(read_json(path)))
 
 
 @dataclass
@@ -89,7 +96,11 @@ class Run:
 
     path: Path
     meta: dict
-    cells: dict[str, dict] = field(default_factory=dict)
+    cells: dict[str, CellResult] = field(default_factory=dict)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.meta.get("run_id") or self.path.name)
 
     @property
     def missing(self) -> list[str]:
@@ -114,44 +125,31 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         for p in sorted(cells_dir.glob("*.json")):
             if p.is_symlink() or p.name.startswith("."):
                 continue
-            data = read_json(p)
-            run.cells[data.get("cell_id", p.stem)] = data
+            cell = load_cell_result(p)
+            cell.cell_id = cell.cell_id or p.stem
+            run.cells[cell.cell_id] = cell
     return run
 
 
-def _flat_row(run: Run, cell: dict) -> dict:
-    metrics = cell.get("metrics") or {}
-    lat = cell.get("latency_ms") or {}
-    mem = cell.get("memory_mib") or {}
-    weights = cell.get("weights") or {}
-    return {
-        "run_id": run.meta.get("run_id"),
-        "cell_id": cell.get("cell_id"),
-        "status": cell.get("status"),
-        "model": cell.get("model"),
-        "family": cell.get("family"),
-        "weights": weights.get("source"),
-        "dataset": cell.get("dataset"),
-        "device": cell.get("device"),
-        "precision": cell.get("precision"),
-        "amp": cell.get("amp"),
-        "batch_size": cell.get("batch_size"),
-        "runtime": cell.get("runtime"),
-        "protocol": (cell.get("protocol") or {}).get("mode"),
-        "mIoU": metrics.get("mIoU"),
-        "aAcc": metrics.get("aAcc"),
-        "mAcc": metrics.get("mAcc"),
-        "latency_p50_ms": lat.get("p50"),
-        "latency_p90_ms": lat.get("p90"),
-        "latency_mean_ms": lat.get("mean"),
-        "throughput_ips": cell.get("throughput_ips"),
-        "gpu_peak_allocated_mib": mem.get("gpu_peak_allocated"),
-        "gpu_peak_reserved_mib": mem.get("gpu_peak_reserved"),
-        "host_peak_rss_mib": mem.get("host_peak_rss"),
-        "params": cell.get("params"),
-        "gflops": cell.get("gflops"),
-        "error": cell.get("error"),
-    }
+IDENTITY_COLUMNS = ("model", "dataset", "device", "precision", "amp", "batch_size", "runtime")
+
+
+def flat_row(run: Run, cell: CellResult) -> dict:
+    """One cell as a flat mapping: identity columns, then each declared quantity under its
+    ``column`` name (stored units: fractions, ms, MiB, counts), then the error."""
+    from harness.quantities import all_quantities
+
+    ident = cell.identity
+    row = {"run_id": run.meta.get("run_id"), "cell_id": cell.cell_id, "status": cell.status, "model": ident.model,
+           "family": cell.provenance.family, "weights": (cell.provenance.weights or {}).get("source")}
+    row.update({k: getattr(ident, k) for k in IDENTITY_COLUMNS})
+    row["protocol"] = (ident.protocol or {}).get("mode")
+    row["task"] = ident.task
+    for q in all_quantities():
+        if q.path and not q.per_class:
+            row[q.column] = q.raw(cell)
+    row["error"] = cell.error
+    return row
 
 
 def to_dataframe(runs: Run | list[Run]):
@@ -159,5 +157,5 @@ def to_dataframe(runs: Run | list[Run]):
     import pandas as pd
 
     runs = [runs] if isinstance(runs, Run) else runs
-    rows = [_flat_row(r, c) for r in runs for c in r.cells.values()]
+    rows = [flat_row(r, c) for r in runs for c in r.cells.values()]
     return pd.DataFrame(rows)

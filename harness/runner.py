@@ -1,32 +1,30 @@
-"""Run a suite: one fresh process per cell, results written as each cell ends, resumable.
+"""Run a suite: expand its cells, check weights and data, create (or resume) the run directory,
+and hand the cells to a launcher (:mod:`harness.launchers`): one fresh process per cell, or
+every rank of a torchrun group. Results are written as each cell ends; runs resume.
 
 A cell's process may raise, run out of memory, exceed its timeout or die (segfault): the
-parent records what happened in that cell's result and goes on with the next cell.
+launcher records what happened in that cell's result and goes on with the next cell.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as _dt
-import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import preflight
-from harness.cell import base_result
 from harness.errors import ConfigError
+from harness.launchers import ProcessLauncher, TorchrunLauncher, run_cell_process
 from harness.measure.env import comparable_keys, fingerprint
 from harness.results import SCHEMA_VERSION, ResultsError, cell_path, read_json, write_json_atomic
 from harness.suite import Cell, Suite, load_suite
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+__all__ = ["RunSummary", "run_suite", "dry_run", "select_cells", "parse_shard", "run_cell_process"]
+
 FAILED = ("error", "oom", "timeout")
 
 
@@ -111,130 +109,14 @@ def _check_resumable(meta: dict, suite: Suite, force: bool) -> None:
                           + ". Results would not be comparable; pass --force to resume anyway.")
 
 
-class _Tee(threading.Thread):
-    """Copy a child's stderr to ours while keeping its last lines for error messages."""
-
-    def __init__(self, stream, keep: int = 40):
-        super().__init__(daemon=True)
-        self.stream = stream
-        self.tail: collections.deque[str] = collections.deque(maxlen=keep)
-
-    def run(self) -> None:
-        buf = b""
-        for chunk in iter(lambda: self.stream.read1(4096), b""):
-            try:
-                sys.stderr.buffer.write(chunk)
-                sys.stderr.flush()
-            except (AttributeError, ValueError):
-                pass
-            buf = (buf + chunk)[-16384:]
-        text = buf.decode("utf-8", "replace").replace("\r", "\n")
-        self.tail.extend(line for line in text.splitlines() if line.strip())
-
-
-def _child_env() -> dict:
-    env = dict(os.environ)
-    env["SEGBENCH_PARENT_PID"] = str(os.getpid())
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
-def run_cell_repeated(cell: Cell, run_dir: Path) -> str:
-    """Run the cell ``measure.repeat`` times, each in a fresh process, and record the run-to-run spread.
-
-    The stored result is the last repeat's, plus ``repeats`` (each repeat's latency p50/mean in
-    ms) and ``run_to_run`` (mean, std and CV of the repeats' mean latencies).
-    """
-    n = int(cell.measure.get("repeat", 1))
-    status = run_cell_process(cell, run_dir)
-    if n <= 1 or status != "ok":
-        return status
-    out = cell_path(run_dir, cell.cell_id)
-    repeats = []
-    for k in range(n):
-        if k > 0:
-            status = run_cell_process(cell, run_dir)
-            if status != "ok":
-                return status
-        lat = json.loads(out.read_text()).get("latency_ms") or {}
-        repeats.append({"p50": lat.get("p50"), "mean": lat.get("mean"), "n": lat.get("n")})
-    result = json.loads(out.read_text())
-    means = [r["mean"] for r in repeats if r["mean"] is not None]
-    mu = sum(means) / len(means)
-    sd = (sum((m - mu) ** 2 for m in means) / (len(means) - 1)) ** 0.5 if len(means) > 1 else 0.0
-    result["repeats"] = repeats
-    result["run_to_run"] = {"mean_ms": mu, "std_ms": sd, "cv": sd / mu if mu else None, "n": len(means)}
-    write_json_atomic(out, result)
-    return status
-
-
-def _sweep_key(cell: Cell) -> str:
-    ident = cell.identity()
-    ident.pop("batch_size")
-    return json.dumps(ident, sort_keys=True)
-
-
-def run_cell_process(cell: Cell, run_dir: Path, python: str = sys.executable) -> str:
-    """Run one cell in a fresh process; make sure a result file exists afterwards. Returns its status."""
-    timeout = float(cell.measure["timeout_s"])
-    out = cell_path(run_dir, cell.cell_id)
-    proc = subprocess.Popen([python, "-m", "harness.worker", str(run_dir)], stdin=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=_child_env(), start_new_session=True)
-    tee = _Tee(proc.stderr)
-    tee.start()
-    try:
-        proc.stdin.write(json.dumps(cell.to_dict()).encode())
-        proc.stdin.close()
-        rc = proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(proc)
-        tee.join(5)
-        result = base_result(cell)
-        result.update(status="timeout", error=f"cell exceeded its timeout of {timeout:g} s and was killed")
-        write_json_atomic(out, result)
-        return "timeout"
-    except BaseException:
-        _kill_group(proc)
-        raise
-    tee.join(5)
-    if out.exists():
-        try:
-            return json.loads(out.read_text())["status"]
-        except (OSError, ValueError, KeyError):
-            pass
-    result = base_result(cell)
-    if rc < 0:
-        name = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
-        msg = f"cell process died with signal {name}"
-    else:
-        msg = f"cell process exited with code {rc} without writing a result"
-    tail = "\n".join(list(tee.tail)[-15:])
-    is_oom = "OutOfMemoryError" in tail or "CUDA out of memory" in tail
-    result.update(status="oom" if is_oom else "error", error=msg + (f"\n{tail}" if tail else ""))
-    write_json_atomic(out, result)
-    return result["status"]
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
-
-
 def dry_run(suite_path: str | Path, shard: str | None = None) -> list[Cell]:
     """The cells a run would measure, without running anything."""
     return select_cells(load_suite(suite_path), parse_shard(shard))
 
 
-def run_suite_distributed(suite: Suite, out_dir: Path, shard_t, argv: list[str], echo: bool) -> RunSummary:
-    """Under torchrun: every rank runs every cell in-process; accuracy data is split across ranks.
-
-    Rank 0 creates the run directory and writes run.json and each cell's result.
-    """
+def _start_distributed(suite: Suite, out_dir: Path, shard_t, argv: list[str]) -> tuple[list[Cell], Path]:
+    """Under torchrun: the cells, checked; rank 0 creates the run directory and every rank learns it."""
     from harness import distributed
-    from harness.cell import run_cell
 
     info = distributed.current()
     cells = select_cells(suite, shard_t)
@@ -247,18 +129,43 @@ def run_suite_distributed(suite: Suite, out_dir: Path, shard_t, argv: list[str],
         meta = _run_meta(suite, run_dir, cells, shard_t, argv)
         meta["world_size"] = info.world_size
         write_json_atomic(run_dir / "run.json", meta)
-    run_dir = Path(distributed.broadcast_object(str(run_dir)))
-    summary = RunSummary(run_dir=run_dir)
-    for i, c in enumerate(cells):
-        if echo and info.is_main:
-            print(f"segbench: [{i + 1}/{len(cells)}] {c.cell_id} on {info.world_size} ranks", file=sys.stderr)
-        result = run_cell(c, run_dir)
-        result["world_size"] = info.world_size
-        if info.is_main:
-            write_json_atomic(cell_path(run_dir, c.cell_id), result)
-        summary.statuses[c.cell_id] = result["status"]
-        distributed.barrier()
-    return summary
+    return cells, Path(distributed.broadcast_object(str(run_dir)))
+
+
+def _open_run(suite: Suite, out_dir: Path, resume, force: bool, shard_t, argv: list[str]) -> tuple[list[Cell], Path]:
+    """The cells and run directory: a new one with its run.json, or ``resume``'s (checked comparable)."""
+    if resume is not None:
+        run_dir = Path(resume)
+        meta = read_json(run_dir / "run.json")
+        _check_resumable(meta, suite, force)
+        specs = meta.get("cell_specs") or {}
+        return [Cell.from_dict(specs[c]) for c in meta["cells"] if c in specs], run_dir
+    cells = select_cells(suite, shard_t)
+    run_dir = _new_run_dir(out_dir, suite.name)
+    write_json_atomic(run_dir / "run.json", _run_meta(suite, run_dir, cells, shard_t, argv))
+    return cells, run_dir
+
+
+def _finished(cells: list[Cell], run_dir: Path, blocked: dict[str, list[str]], echo: bool) -> dict[str, str]:
+    """Statuses of the cells that need no run: results already there (resume), and cells whose weights
+    or data are missing (recorded as skipped). A damaged or foreign result file is measured again."""
+    from harness.cell import skeleton
+
+    statuses: dict[str, str] = {}
+    for c in cells:
+        p = cell_path(run_dir, c.cell_id)
+        if c.cell_id in blocked and not p.exists():
+            result = skeleton(c)
+            result.status, result.error = "skipped", "not available: " + "; ".join(blocked[c.cell_id])
+            write_json_atomic(p, result.to_dict())
+            statuses[c.cell_id] = "skipped"
+        elif p.exists():
+            try:
+                statuses[c.cell_id] = read_json(p)["status"]
+            except (ResultsError, KeyError) as e:
+                if echo:
+                    print(f"segbench: {p.name}: {e}; measuring this cell again", file=sys.stderr)
+    return statuses
 
 
 def run_suite(path: str | Path, out_dir: str | Path = "results", resume: str | Path | None = None,
@@ -267,81 +174,38 @@ def run_suite(path: str | Path, out_dir: str | Path = "results", resume: str | P
     """Run every cell of the suite at ``path`` (or finish run ``resume``); returns a :class:`RunSummary`.
 
     Launched under torchrun (WORLD_SIZE > 1), accuracy cells split their data across ranks
-    (see :mod:`harness.distributed`); otherwise each cell runs in a fresh process.
-    Missing weights or data stop the run before it starts, with one message listing all of
-    them; with ``available_only`` the cells that cannot run are recorded as skipped instead.
+    (:class:`harness.launchers.TorchrunLauncher`); otherwise each cell runs in a fresh process
+    (:class:`harness.launchers.ProcessLauncher`). Missing weights or data stop the run before it
+    starts, with one message listing all of them; with ``available_only`` the cells that cannot
+    run are recorded as skipped instead.
     """
-    from tqdm import tqdm
-
     from harness import distributed
 
     suite = load_suite(path)
+    argv = argv or sys.argv
     if distributed.env_info().active:
         if resume is not None:
             raise ConfigError("--resume is not supported under torchrun; resume with a single process")
         distributed.init()
         try:
-            return run_suite_distributed(suite, Path(out_dir), parse_shard(shard), argv or sys.argv, echo)
+            cells, run_dir = _start_distributed(suite, Path(out_dir), parse_shard(shard), argv)
+            summary = RunSummary(run_dir=run_dir)
+            TorchrunLauncher().launch(cells, run_dir, summary.statuses, echo)
+            return summary
         finally:
             distributed.shutdown()
-    shard_t = parse_shard(shard)
-    if resume is not None:
-        run_dir = Path(resume)
-        meta = read_json(run_dir / "run.json")
-        _check_resumable(meta, suite, force)
-        specs = meta.get("cell_specs") or {}
-        cells = [Cell.from_dict(specs[c]) for c in meta["cells"] if c in specs]
-    else:
-        cells = select_cells(suite, shard_t)
-        run_dir = _new_run_dir(Path(out_dir), suite.name)
-        write_json_atomic(run_dir / "run.json", _run_meta(suite, run_dir, cells, shard_t, argv or sys.argv))
-    summary = RunSummary(run_dir=run_dir)
+    cells, run_dir = _open_run(suite, Path(out_dir), resume, force, parse_shard(shard), argv)
     blocked = preflight.check(cells)
     if blocked and not available_only:
         if resume is None:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise ConfigError(preflight.summary(blocked))
-    todo = []
-    for c in cells:
-        if c.cell_id in blocked and not cell_path(run_dir, c.cell_id).exists():
-            result = base_result(c)
-            result.update(status="skipped", error="not available: " + "; ".join(blocked[c.cell_id]))
-            write_json_atomic(cell_path(run_dir, c.cell_id), result)
-            summary.statuses[c.cell_id] = "skipped"
-            continue
-        p = cell_path(run_dir, c.cell_id)
-        if p.exists():
-            try:
-                summary.statuses[c.cell_id] = read_json(p)["status"]
-                continue
-            except (ResultsError, KeyError) as e:  # damaged or foreign: measure again
-                if echo:
-                    print(f"segbench: {p.name}: {e}; measuring this cell again", file=sys.stderr)
-        todo.append(c)
+    summary = RunSummary(run_dir=run_dir, statuses=_finished(cells, run_dir, blocked, echo))
     if echo:
-        print(f"segbench: {len(cells)} cells in {run_dir} ({len(cells) - len(todo)} already done)",
-              file=sys.stderr)
+        print(f"segbench: {len(cells)} cells in {run_dir} ({len(summary.statuses)} already done)", file=sys.stderr)
     t0 = time.perf_counter()
-    oom_at: dict[str, int] = {}  # smallest batch size that ran out of memory, per sweep
-    for c in cells:
-        if summary.statuses.get(c.cell_id) == "oom":
-            key = _sweep_key(c)
-            oom_at[key] = min(oom_at.get(key, c.batch_size), c.batch_size)
     try:
-        with tqdm(todo, desc="cells", unit="cell", file=sys.stderr, disable=not echo) as bar:
-            for c in bar:
-                bar.set_postfix_str(c.cell_id.split("__")[0] + " " + c.precision)
-                key = _sweep_key(c)
-                if key in oom_at and c.batch_size > oom_at[key]:
-                    result = base_result(c)
-                    result.update(status="skipped", error=f"batch size {oom_at[key]} already ran out of "
-                                                          f"memory; larger batch sizes are not tried")
-                    write_json_atomic(cell_path(run_dir, c.cell_id), result)
-                    summary.statuses[c.cell_id] = "skipped"
-                    continue
-                summary.statuses[c.cell_id] = run_cell_repeated(c, run_dir)
-                if summary.statuses[c.cell_id] == "oom":
-                    oom_at[key] = min(oom_at.get(key, c.batch_size), c.batch_size)
+        ProcessLauncher().launch(cells, run_dir, summary.statuses, echo)
     except KeyboardInterrupt:
         summary.interrupted = True
     if echo:

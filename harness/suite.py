@@ -71,6 +71,7 @@ class Cell:
     model_label: str | None = None
     trust_remote_code: bool = False
     seed: int = 0
+    task: str = "segmentation"
 
     @property
     def cell_id(self) -> str:
@@ -85,14 +86,20 @@ class Cell:
         return f"{readable}__{digest}"
 
     def identity(self) -> dict:
-        """The fields that make two cells the same measurement (used for ids, resume, compare)."""
-        return {
+        """The fields that make two cells the same measurement (used for ids, resume, compare).
+
+        The task appears only when it is not segmentation, so segmentation cells keep the ids they
+        had before tasks existed."""
+        ident = {
             "model": self.model, "weights": self.weights, "dataset": self.dataset,
             "dataset_split": self.dataset_split, "dataset_limit": self.dataset_limit,
             "dataset_options": self.dataset_options, "device": self.device, "precision": self.precision,
             "amp": self.amp, "batch_size": self.batch_size, "runtime": self.runtime,
             "variant": self.variant, "protocol": self.protocol, "model_options": self.model_options,
         }
+        if self.task != "segmentation":
+            ident["task"] = self.task
+        return ident
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -289,12 +296,18 @@ def _check_model_name(v: _Validator, name: str, runtime: str | None, key: str) -
         raise v.fail(key, str(e)) from None
 
 
+def _with_defaults(v: _Validator, value: Any, defaults: dict, keys: tuple[str, ...], where: str) -> dict:
+    """``defaults`` updated with the mapping ``value`` (None: the defaults), its keys checked."""
+    out = dict(defaults)
+    if value is not None:
+        out.update(v.keys(value, keys, where))
+    return out
+
+
 def _protocol(v: _Validator, value: Any) -> dict:
-    p = dict(DEFAULT_PROTOCOL)
+    p = _with_defaults(v, value, DEFAULT_PROTOCOL, PROTOCOL_KEYS, "protocol")
     if value is None:
         return p
-    v.keys(value, PROTOCOL_KEYS, "protocol")
-    p.update(value)
     if p["mode"] not in PROTOCOL_MODES:
         raise v.fail("protocol.mode", f"{p['mode']!r} is not allowed; allowed: {', '.join(PROTOCOL_MODES)}")
     if p["upsample"] not in UPSAMPLE_MODES:
@@ -348,11 +361,9 @@ def _protocols(v: _Validator, value: Any) -> list[dict]:
 
 
 def _measure(v: _Validator, value: Any) -> dict:
-    m = dict(DEFAULT_MEASURE)
+    m = _with_defaults(v, value, DEFAULT_MEASURE, MEASURE_KEYS, "measure")
     if value is None:
         return m
-    v.keys(value, MEASURE_KEYS, "measure")
-    m.update(value)
     for k in ("accuracy", "latency", "flops", "stages", "allow_large"):
         if not isinstance(m[k], bool):
             raise v.fail(f"measure.{k}", f"expected true or false, got {_show(m[k])}")

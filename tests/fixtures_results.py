@@ -5,6 +5,9 @@ plausible default, so a test states only what it is about::
 
     write_run(tmp_path / "run", [{"model": "dpt-large", "family": "dpt", "metrics": {"mIoU": 0.47}}])
 
+Cells are written in schema 1's flat layout (``metrics``, ``latency_ms``, ... at the top level), so
+every test that reads them also goes through :func:`harness.migrate.migrate`.
+
 ``make_cell(...)`` builds a complete cell from a few keyword arguments (latency samples drawn
 from a seeded normal distribution, metrics, memory), and ``write_samples`` writes the images of
 the qualitative panel (input JPEG, label and prediction PNGs) inside a run directory.
@@ -45,7 +48,7 @@ def default_cell(model: str = "model", **overrides) -> dict:
     batch = overrides.get("batch_size", 1)
     names = overrides.get("class_names") or list(DEFAULT_CLASSES)
     cell = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": 1,  # the flat layout of schema 1, which every reader migrates
         "cell_id": safe_id(f"{model}__{dataset}__cpu__{precision}__b{batch}"),
         "status": "ok", "error": None, "model": model, "model_ref": model, "family": "cnn",
         "weights": {"source": "hub", "id": f"org/{model}", "revision": "0" * 40},

@@ -44,12 +44,13 @@ def test_two_ranks_equal_one_process_on_an_uneven_split(tmp_path):
     two_run = load_run(next((tmp_path / "dist").iterdir()))
     assert len(list((tmp_path / "dist").iterdir())) == 1  # rank 0 alone created the run directory
     two = next(iter(two_run.cells.values()))
-    assert two["world_size"] == 2 and two["distributed"]["world_size"] == 2
-    assert "rank 0 only" in two["distributed"]["latency"]
-    assert two["metrics"]["num_images"] == one["metrics"]["num_images"] == 5
+    assert two.environment.world_size == 2 and two.environment.distributed["world_size"] == 2
+    assert "rank 0 only" in two.environment.distributed["latency"]
+    assert two.accuracy.metrics["num_images"] == one.accuracy.metrics["num_images"] == 5
     for k in ("mIoU", "aAcc", "mAcc"):
-        assert two["metrics"][k] == one["metrics"][k]
-    assert np.array_equal(np.array(two["metrics"]["IoU"], dtype=float), np.array(one["metrics"]["IoU"], dtype=float),
+        assert two.accuracy.metrics[k] == one.accuracy.metrics[k]
+    assert np.array_equal(np.array(two.accuracy.metrics["IoU"], dtype=float),
+                          np.array(one.accuracy.metrics["IoU"], dtype=float),
                           equal_nan=True)
-    assert two["data"]["digest"] == one["data"]["digest"]
-    assert two["latency_ms"]["n"] == 2
+    assert two.provenance.data["digest"] == one.provenance.data["digest"]
+    assert two.latency.forward_ms["n"] == 2

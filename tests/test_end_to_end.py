@@ -61,7 +61,7 @@ def test_run_succeeds_and_writes_every_cell(workspace):
     run_dir = Path(run.stdout.split("results: ")[1].split()[0])
     loaded = load_run(run_dir)
     assert len(loaded.cells) == 4 and not loaded.missing
-    assert {c["status"] for c in loaded.cells.values()} == {"ok"}
+    assert {c.status for c in loaded.cells.values()} == {"ok"}
     meta = loaded.meta
     for key in ("torch", "transformers", "python", "cpu", "torch_threads", "git_sha"):
         assert key in meta["env"]
@@ -70,13 +70,13 @@ def test_run_succeeds_and_writes_every_cell(workspace):
 
 def _cells(workspace):
     run_dir = Path(workspace["run"].stdout.split("results: ")[1].split()[0])
-    return run_dir, {(c["model"], c["dataset"]): c for c in load_run(run_dir).cells.values()}
+    return run_dir, {(c.identity.model, c.identity.dataset): c for c in load_run(run_dir).cells.values()}
 
 
 def test_accuracy_matches_an_independent_computation(workspace):
     _, cells = _cells(workspace)
     cell = cells[("tiny-dpt", "ade20k")]
-    assert cell["weights"]["source"] == "local" and len(cell["weights"]["sha256"]) == 64
+    assert cell.provenance.weights["source"] == "local" and len(cell.provenance.weights["sha256"]) == 64
     model = harness.load_model(str(workspace["dpt"]))
     from PIL import Image
 
@@ -87,32 +87,37 @@ def test_accuracy_matches_an_independent_computation(workspace):
         raw = np.asarray(Image.open(root / "annotations" / "validation" / f"{img.stem}.png")).astype(np.int64)
         targets.append(np.where(raw == 0, 255, raw - 1))
     miou, aacc = numpy_metrics(preds, targets, 150)
-    assert cell["metrics"]["mIoU"] == pytest.approx(miou, abs=1e-12)
-    assert cell["metrics"]["aAcc"] == pytest.approx(aacc, abs=1e-12)
-    assert cell["metrics"]["num_images"] == 3 and len(cell["metrics"]["IoU"]) == 150
-    assert cell["data"]["num_samples"] == 3 and len(cell["data"]["digest"]) == 64
-    assert len(cell["samples"]) == 2
+    assert cell.accuracy.metrics["mIoU"] == pytest.approx(miou, abs=1e-12)
+    assert cell.accuracy.metrics["aAcc"] == pytest.approx(aacc, abs=1e-12)
+    assert cell.accuracy.metrics["num_images"] == 3 and len(cell.accuracy.metrics["IoU"]) == 150
+    assert cell.provenance.data["num_samples"] == 3 and len(cell.provenance.data["digest"]) == 64
+    assert len(cell.samples) == 2
 
 
 def test_result_contract_fields(workspace):
-    _, cells = _cells(workspace)
+    run_dir, cells = _cells(workspace)
     for cell in cells.values():
-        for key in ("status", "model", "weights", "dataset", "device", "precision", "batch_size", "metrics",
-                    "latency_ms", "throughput_ips", "memory_mib", "params", "error"):
-            assert key in cell
-        lat = cell["latency_ms"]
+        on_disk = json.loads((run_dir / "cells" / f"{cell.cell_id}.json").read_text())
+        assert on_disk["schema_version"] == 2 and on_disk["status"] == "ok" and on_disk["error"] is None
+        for section in ("identity", "provenance", "environment", "timing", "accuracy", "latency", "memory",
+                        "compute"):
+            assert isinstance(on_disk[section], dict), section
+        for key in ("task", "model", "dataset", "device", "precision", "amp", "batch_size", "runtime", "protocol"):
+            assert key in on_disk["identity"], key
+        assert on_disk["identity"]["task"] == "segmentation" and on_disk["provenance"]["weights"]["source"]
+        lat = cell.latency.forward_ms
         assert lat["n"] == 2 and 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
-        assert cell["throughput_ips"] == pytest.approx(1000.0 / lat["mean"])
-        assert cell["memory_mib"]["host_peak_rss"] > 0 and cell["memory_mib"]["gpu_peak_allocated"] is None
-        assert cell["params"] > 0
+        assert cell.latency.throughput_ips == pytest.approx(1000.0 / lat["mean"])
+        assert cell.memory.host_peak_rss > 0 and cell.memory.gpu_peak_allocated is None
+        assert cell.compute.params > 0
 
 
 def test_random_weights_show_no_accuracy(workspace):
     _, cells = _cells(workspace)
     for ds in ("ade20k", "synthetic"):
         cell = cells[("tiny-upernet", ds)]
-        assert cell["weights"] == {"source": "random", "seed": 0}
-        assert cell["metrics"] is None and "random weights" in cell["metrics_note"]
+        assert cell.provenance.weights == {"source": "random", "seed": 0}
+        assert cell.accuracy.metrics is None and "random weights" in cell.accuracy.note
 
 
 def test_report_written_with_a_row_per_cell(workspace):

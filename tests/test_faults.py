@@ -74,7 +74,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_resume_finishes(tmp_path, c
     summary = run_suite(suite, resume=run_dir, echo=False) if load_run(run_dir).missing else None
     done = load_run(run_dir)
     assert not done.missing and _all_results_parse(run_dir) == 8
-    assert {c["status"] for c in done.cells.values()} == {"ok"}
+    assert {c.status for c in done.cells.values()} == {"ok"}
     assert summary is None or summary.exit_code == 0
     with capsys.disabled():
         print(f"\nrunner survived {kills} SIGKILL(s) at random moments; every result parsed; resume finished")
@@ -118,26 +118,26 @@ def _suite_with_corrupt_image(tmp_path: Path, policy: str) -> Path:
 
 def test_corrupt_image_mid_run_error_policy(tmp_path):
     summary = run_suite(_suite_with_corrupt_image(tmp_path, "error"), out_dir=tmp_path / "r", echo=False)
-    cells = {c["dataset"]: c for c in load_run(summary.run_dir).cells.values()}
-    assert cells["ade20k"]["status"] == "error" and "ADE_val_00000003.jpg" in cells["ade20k"]["error"]
-    assert "unreadable or truncated image" in cells["ade20k"]["error"]
-    assert cells["ade20k"]["params"] > 0  # what was measured before the failure is kept
-    assert cells["synthetic"]["status"] == "ok" and summary.exit_code == 1
+    cells = {c.identity.dataset: c for c in load_run(summary.run_dir).cells.values()}
+    assert cells["ade20k"].status == "error" and "ADE_val_00000003.jpg" in cells["ade20k"].error
+    assert "unreadable or truncated image" in cells["ade20k"].error
+    assert cells["ade20k"].compute.params > 0  # what was measured before the failure is kept
+    assert cells["synthetic"].status == "ok" and summary.exit_code == 1
 
 
 def test_corrupt_image_mid_run_skip_policy_and_determinism(tmp_path):
     suite = _suite_with_corrupt_image(tmp_path, "skip")
     a = run_suite(suite, out_dir=tmp_path / "a", echo=False)
     b = run_suite(suite, out_dir=tmp_path / "b", echo=False)
-    ca = {c["dataset"]: c for c in load_run(a.run_dir).cells.values()}
-    cb = {c["dataset"]: c for c in load_run(b.run_dir).cells.values()}
+    ca = {c.identity.dataset: c for c in load_run(a.run_dir).cells.values()}
+    cb = {c.identity.dataset: c for c in load_run(b.run_dir).cells.values()}
     cell = ca["ade20k"]
-    assert cell["status"] == "ok" and cell["metrics"]["num_images"] == 4
-    assert [s["id"] for s in cell["data"]["skipped"]] == ["ADE_val_00000003"]
+    assert cell.status == "ok" and cell.accuracy.metrics["num_images"] == 4
+    assert [s["id"] for s in cell.provenance.data["skipped"]] == ["ADE_val_00000003"]
     assert a.exit_code == 0
     for ds in ("ade20k", "synthetic"):
-        assert ca[ds]["metrics"] == cb[ds]["metrics"]
-        assert ca[ds]["data"]["digest"] == cb[ds]["data"]["digest"]
+        assert ca[ds].accuracy.metrics == cb[ds].accuracy.metrics
+        assert ca[ds].provenance.data["digest"] == cb[ds].provenance.data["digest"]
 
 
 @pytest.mark.parametrize("bad", ["{", "[]", '{"schema_version": 99}'])

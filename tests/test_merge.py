@@ -31,7 +31,7 @@ def suite_path(tmp_path):
 
 
 def _identity(run_dir):
-    return {cid: (c["status"], c["model"], c["params"]) for cid, c in load_run(run_dir).cells.items()}
+    return {cid: (c.status, c.identity.model, c.compute.params) for cid, c in load_run(run_dir).cells.items()}
 
 
 def test_three_shards_merge_to_the_unsharded_run(tmp_path, faults, suite_path):
@@ -63,14 +63,14 @@ def test_conflicting_duplicates_are_refused_unless_preferred(tmp_path, faults, s
     # a changed accuracy-relevant field is a conflict
     victim = next((b / "cells").glob("*.json"))
     cell = load_run(b).cells[victim.stem]
-    cell["params"] = 999
-    write_json_atomic(victim, cell)
+    cell.compute.params = 999
+    write_json_atomic(victim, cell.to_dict())
     with pytest.raises(MergeError, match="disagree"):
         merge_runs([a, b], tmp_path / "c1")
     merge_runs([a, b], tmp_path / "c2", prefer="last")
-    assert load_run(tmp_path / "c2").cells[victim.stem]["params"] == 999
+    assert load_run(tmp_path / "c2").cells[victim.stem].compute.params == 999
     merge_runs([a, b], tmp_path / "c3", prefer="first")
-    assert load_run(tmp_path / "c3").cells[victim.stem]["params"] != 999
+    assert load_run(tmp_path / "c3").cells[victim.stem].compute.params != 999
 
 
 def test_different_suites_are_refused(tmp_path, faults, suite_path):

@@ -455,3 +455,60 @@ def test_real_ade20k_label_against_both_references():
         torch.from_numpy(pred), torch.from_numpy(target)).double().numpy()
     np.testing.assert_allclose(np.array(got["IoU"])[present], tm[present], atol=1e-6)
     assert np.all(tm[~present] == 0.0)
+
+
+def dice_precision_recall_reference(preds, targets, C: int, ignore: int) -> dict:
+    """Per-class Dice, precision and recall over the dataset in float64, from pixel counts (one loop per class)."""
+    p = np.concatenate([np.asarray(x).ravel() for x in preds]).astype(np.int64)
+    t = np.concatenate([np.asarray(x).ravel() for x in targets]).astype(np.int64)
+    keep = t != ignore
+    p, t = p[keep], t[keep]
+    dice, prec, rec = [], [], []
+    for c in range(C):
+        tp, pc, gc = np.sum((p == c) & (t == c)), np.sum(p == c), np.sum(t == c)
+        dice.append(2 * tp / (pc + gc) if pc + gc else np.nan)
+        prec.append(tp / pc if pc else np.nan)
+        rec.append(tp / gc if gc else np.nan)
+    dice, prec, rec = (np.array(v, dtype=np.float64) for v in (dice, prec, rec))
+    return {"Dice": dice, "Precision": prec, "Recall": rec, "mDice": np.nanmean(dice),
+            "mPrecision": np.nanmean(prec), "mRecall": np.nanmean(rec)}
+
+
+@pytest.mark.parametrize("seed, C", [(0, 5), (1, 19), (2, 150)])
+def test_dice_precision_recall_match_the_numpy_reference(seed, C):
+    p, t = random_maps(seed, C)
+    p[0, :3, :3] = C + 4  # out-of-range predictions: misses of the true class, nobody's prediction
+    m = SegmentationMetrics(C)
+    m.update(p, t)
+    got, ref = m.compute(), dice_precision_recall_reference([p], [t], C, 255)
+    for k in ("Dice", "Precision", "Recall"):
+        assert np.allclose(np.array(got[k], dtype=float), ref[k], atol=1e-12, equal_nan=True), k
+    for k in ("mDice", "mPrecision", "mRecall"):
+        assert got[k] == pytest.approx(float(ref[k]), abs=1e-12), k
+    assert got["mRecall"] == got["mAcc"]
+
+
+def test_dice_precision_recall_match_torchmetrics_where_defined():
+    from torchmetrics.classification import MulticlassF1Score, MulticlassPrecision, MulticlassRecall
+
+    C = 6
+    p, t = random_maps(3, C, ignore_frac=0.0)
+    p[p == 5] = 4  # class 5 is in the targets but never predicted: precision undefined here, 0 in torchmetrics
+    m = SegmentationMetrics(C)
+    m.update(p, t)
+    got = m.compute()
+    pt, tt = torch.from_numpy(p).reshape(-1), torch.from_numpy(t).reshape(-1)
+    kw = {"num_classes": C, "average": None}
+    f1, prec, rec = (cls(**kw)(pt, tt).numpy() for cls in (MulticlassF1Score, MulticlassPrecision, MulticlassRecall))
+    assert np.allclose(got["Dice"], f1, atol=1e-6) and np.allclose(got["Recall"], rec, atol=1e-6)
+    assert np.allclose(got["Precision"][:5], prec[:5], atol=1e-6)
+    assert math.isnan(got["Precision"][5]) and prec[5] == 0.0 and got["Dice"][5] == 0.0
+
+
+def test_dice_of_a_class_absent_everywhere_is_nan_and_left_out():
+    t = np.array([[0, 0, 1, 1]])
+    p = np.array([[0, 1, 1, 1]])
+    got = metrics_from_confusion(confusion_matrix(p, t, 3))
+    assert got["Dice"][:2] == pytest.approx([2 * 1 / 3, 2 * 2 / 5]) and math.isnan(got["Dice"][2])
+    assert got["mDice"] == pytest.approx((2 / 3 + 4 / 5) / 2)
+    assert got["Precision"][:2] == pytest.approx([1.0, 2 / 3]) and got["Recall"][:2] == pytest.approx([0.5, 1.0])

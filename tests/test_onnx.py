@@ -125,14 +125,14 @@ def _suite(tmp_path, atol):
 def test_onnx_cells_are_measured_like_pytorch_cells(tmp_path):
     summary = run_suite(_suite(tmp_path, 1e-3), out_dir=tmp_path / "r", echo=False)
     cell = next(iter(load_run(summary.run_dir).cells.values()))
-    assert cell["status"] == "ok" and cell["runtime"] == "onnxruntime"
-    assert cell["parity"]["passed"] and cell["metrics"]["mIoU"] is not None
-    assert cell["latency_ms"]["n"] == 2 and cell["stages_ms"]["end_to_end"]["n"] >= 1
+    assert cell.status == "ok" and cell.identity.runtime == "onnxruntime"
+    assert cell.provenance.parity["passed"] and cell.accuracy.metrics["mIoU"] is not None
+    assert cell.latency.forward_ms["n"] == 2 and cell.latency.stages_ms["end_to_end"]["n"] >= 1
 
 
 def test_failed_parity_shows_no_accuracy(tmp_path):
     summary = run_suite(_suite(tmp_path, 0.0), out_dir=tmp_path / "r", echo=False)
     cell = next(iter(load_run(summary.run_dir).cells.values()))
-    assert cell["status"] == "ok" and cell["parity"]["passed"] is False
-    assert cell["metrics"] is None and "parity" in cell["metrics_note"]
-    assert cell["latency_ms"]["n"] == 2
+    assert cell.status == "ok" and cell.provenance.parity["passed"] is False
+    assert cell.accuracy.metrics is None and "parity" in cell.accuracy.note
+    assert cell.latency.forward_ms["n"] == 2

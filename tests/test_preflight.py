@@ -49,10 +49,10 @@ def test_missing_weights_and_data_are_listed_once_before_running(tmp_path, offli
     assert not list((tmp_path / "r").glob("*"))  # nothing half-started
 
     summary = run_suite(suite, out_dir=tmp_path / "r", echo=False, available_only=True)
-    cells = {(c["model"], c["dataset"]): c for c in load_run(summary.run_dir).cells.values()}
-    assert cells[("tiny", "ade20k")]["status"] == "ok"
-    assert cells[("segformer-b0", "ade20k")]["status"] == "skipped"
-    assert "not available" in cells[("segformer-b0", "ade20k")]["error"]
+    cells = {(c.identity.model, c.identity.dataset): c for c in load_run(summary.run_dir).cells.values()}
+    assert cells[("tiny", "ade20k")].status == "ok"
+    assert cells[("segformer-b0", "ade20k")].status == "skipped"
+    assert "not available" in cells[("segformer-b0", "ade20k")].error
     assert summary.exit_code == 0
 
 
@@ -65,14 +65,14 @@ def test_multiscale_protocol_through_the_runner_equals_a_direct_call(tmp_path):
                               "measure": {"iters": 1, "stages": False, "flops": False}})
     summary = run_suite(suite, out_dir=tmp_path / "r", echo=False)
     cell = next(iter(load_run(summary.run_dir).cells.values()))
-    assert cell["status"] == "ok" and cell["protocol"]["mode"] == "multiscale" and "multiscale" in cell["cell_id"]
+    assert cell.status == "ok" and cell.identity.protocol["mode"] == "multiscale" and "multiscale" in cell.cell_id
     m = harness.load_model(str(model))
     ds = harness.load_dataset("ade20k", root=str(ade))
     metrics = harness.SegmentationMetrics(150)
     for i in range(len(ds)):
         s = ds.load(i)
-        metrics.update(predict_with_protocol(m, s.image, cell["protocol"]), s.label)
-    assert cell["metrics"]["mIoU"] == pytest.approx(metrics.compute()["mIoU"], abs=1e-12)
+        metrics.update(predict_with_protocol(m, s.image, cell.identity.protocol), s.label)
+    assert cell.accuracy.metrics["mIoU"] == pytest.approx(metrics.compute()["mIoU"], abs=1e-12)
 
 
 def test_published_numbers_are_attached_to_matching_real_weight_cells(tmp_path):
@@ -83,10 +83,10 @@ def test_published_numbers_are_attached_to_matching_real_weight_cells(tmp_path):
                               "datasets": [{"name": "ade20k", "root": str(ade)}],
                               "measure": {"iters": 1, "stages": False, "flops": False}})
     summary = run_suite(suite, out_dir=tmp_path / "r", echo=False)
-    cells = {c["model"]: c for c in load_run(summary.run_dir).cells.values()}
-    assert cells["segformer-b0"]["published"]["mIoU"] == pytest.approx(0.374)
-    assert "SegFormer" in cells["segformer-b0"]["published"]["source"]
-    assert "published" not in cells["rnd"]  # random weights are never compared with a paper
+    cells = {c.identity.model: c for c in load_run(summary.run_dir).cells.values()}
+    assert cells["segformer-b0"].provenance.published["mIoU"] == pytest.approx(0.374)
+    assert "SegFormer" in cells["segformer-b0"].provenance.published["source"]
+    assert cells["rnd"].provenance.published is None  # random weights are never compared with a paper
 
 
 def test_reference_table_is_well_formed():

@@ -26,9 +26,9 @@ def test_breakdown_is_recorded_and_printed(tmp_path):
                                      "measure": {"iters": 2, "flops": False}}))
     summary = run_suite(suite, out_dir=tmp_path / "r", echo=False)
     cell = next(iter(load_run(summary.run_dir).cells.values()))
-    br = cell["timing"]["accuracy_breakdown_s"]
+    br = cell.timing.accuracy_breakdown_s
     assert set(br) == {"data_wait", "forward", "postprocess", "metric"} and all(v >= 0 for v in br.values())
-    assert sum(br.values()) <= cell["timing"]["accuracy_s"] + 1e-6
+    assert sum(br.values()) <= cell.timing.accuracy_s + 1e-6
     text = describe(cell)
     for word in ("model load", "first inference", "accuracy loop", "forward", "metric", "harness share"):
         assert word in text

@@ -64,7 +64,7 @@ def test_stats_are_in_seconds_from_the_raw_samples(run):
     data = to_pytest_benchmark(run)
     assert len(data["benchmarks"]) == 2  # the failed cell has no samples
     b = next(x for x in data["benchmarks"] if x["group"] == "dpt-large")
-    secs = np.array(run.cells["dpt-large__ade20k__cpu__fp32__b1"]["latency_ms"]["samples"]) / 1000
+    secs = np.array(run.cells["dpt-large__ade20k__cpu__fp32__b1"].latency.forward_ms["samples"]) / 1000
     s = b["stats"]
     assert s["data"] == pytest.approx(list(secs)) and s["rounds"] == len(secs) and s["iterations"] == 1
     assert s["min"] == pytest.approx(secs.min()) and s["max"] == pytest.approx(secs.max())

@@ -171,8 +171,8 @@ def test_charts(run):
     xs = [x for trace in acc["data"] if trace["name"] != "Pareto front" for x in trace["x"]]
     assert len(xs) == 4  # random weights and the oom cell have no accuracy
     speed = next(s for s in specs(page) if s["layout"]["title"]["text"].startswith("Speed-up"))
-    rows = {r.cells[k]["precision"]: r.cells[k]["latency_ms"]["p50"] for r in [load_run(run)] for k in r.cells
-            if r.cells[k]["model"] == "dpt-large"}
+    rows = {c.identity.precision: c.latency.forward_ms["p50"] for c in load_run(run).cells.values()
+            if c.identity.model == "dpt-large"}
     assert speed["data"][0]["y"][0] == pytest.approx(rows["fp32"] / rows["bf16"])
     heat = next(s for s in specs(page) if s["data"][0]["type"] == "heatmap")
     assert heat["data"][0]["x"] == ["a", "b", "c"] and len(heat["data"][0]["z"]) == 4  # ok cells with IoU
@@ -232,14 +232,22 @@ def test_qualitative_overlays_are_blended_at_half(tmp_path):
     assert "<figcaption>m · fp32</figcaption>" in page
 
 
+def _result(**flat):
+    """A CellResult from schema-1 keys (dataset, class_names, palette)."""
+    from harness.cell_result import CellResult
+    from harness.migrate import migrate
+
+    return CellResult.from_dict(migrate({"schema_version": 1, "cell_id": "c", "status": "ok", **flat}))
+
+
 def test_palettes():
     ade = ade20k_palette()
     assert ade.shape == (150, 3) and ade[0].tolist() == [120, 120, 120] and len({tuple(c) for c in ade}) >= 140
-    assert (palette_for({"dataset": "ade20k", "class_names": ["x"] * 150}) == ade).all()
-    assert palette_for({"dataset": "ade20k", "palette": [[1, 2, 3]]}).tolist() == [[1, 2, 3]]
-    gen = palette_for({"dataset": "voc", "class_names": list("abcdefghij")})
+    assert (palette_for(_result(dataset="ade20k", class_names=["x"] * 150)) == ade).all()
+    assert palette_for(_result(dataset="ade20k", palette=[[1, 2, 3]])).tolist() == [[1, 2, 3]]
+    gen = palette_for(_result(dataset="voc", class_names=list("abcdefghij")))
     assert gen.shape == (10, 3) and (gen == generated_palette(10)).all() and len({tuple(c) for c in gen}) == 10
-    bad = palette_for({"dataset": "voc", "class_names": ["a"], "palette": [[300, 0, 0]]})
+    bad = palette_for(_result(dataset="voc", class_names=["a"], palette=[[300, 0, 0]]))
     assert (bad == generated_palette(1)).all()  # an invalid palette falls back
     img = np.full((2, 2, 3), 100, np.uint8)
     out = overlay(img, np.array([[0, 255], [7, 1]]), np.array([[200, 0, 0], [0, 50, 0]], np.uint8))

@@ -19,7 +19,8 @@ from harness.results import (
 
 
 def _cell(cid: str, **kw) -> dict:
-    d = {"schema_version": SCHEMA_VERSION, "cell_id": cid, "status": "ok", "model": "m", "family": "cnn",
+    """A cell in schema 1's flat layout (read through the migration)."""
+    d = {"schema_version": 1, "cell_id": cid, "status": "ok", "model": "m", "family": "cnn",
          "weights": {"source": "random"}, "dataset": "synthetic", "device": "cpu", "precision": "fp32",
          "batch_size": 1, "metrics": None, "latency_ms": {"p50": 1.0, "p90": 2.0, "mean": 1.5},
          "throughput_ips": 666.0, "memory_mib": {"host_peak_rss": 100.0}, "params": 10, "error": None}

@@ -35,7 +35,7 @@ def suite(tmp_path: Path, models: list[str], **measure) -> Path:
 
 def statuses(run_dir: Path) -> dict[str, tuple[str, str | None]]:
     run = load_run(run_dir)
-    return {c["model"]: (c["status"], c["error"]) for c in run.cells.values()}
+    return {c.identity.model: (c.status, c.error) for c in run.cells.values()}
 
 
 def test_each_fault_is_recorded_and_the_run_goes_on(tmp_path, faults):
@@ -49,16 +49,16 @@ def test_each_fault_is_recorded_and_the_run_goes_on(tmp_path, faults):
     assert got["fault-exit"][0] == "error" and "exited with code 3" in got["fault-exit"][1]
     assert got["fault-late"][0] == "error" and "injected failure during timing" in got["fault-late"][1]
     assert summary.exit_code == 1
-    ok = next(c for c in load_run(summary.run_dir).cells.values() if c["model"] == "fault-ok")
-    assert ok["latency_ms"]["n"] == 3 and len(ok["latency_ms"]["samples"]) == 3
-    assert ok["throughput_ips"] > 0 and ok["params"] == 3 * 3 * 9 + 3
-    assert ok["metrics"] is None and "random weights" in ok["metrics_note"]
-    assert ok["memory_mib"]["host_peak_rss"] > 0 and ok["memory_mib"]["gpu_peak_allocated"] is None
-    assert ok["gflops"] * 1e9 == pytest.approx(2 * 3 * 3 * 9 * 32 * 32)  # conv 3->3, 3x3 kernel, 32x32 input
-    assert {"decode", "preprocess", "forward", "postprocess", "end_to_end"} <= set(ok["stages_ms"])
-    assert ok["stages_ms"]["end_to_end"]["n"] >= 1 and ok["warmup"]["warmup_iters"] == 1
-    late = next(c for c in load_run(summary.run_dir).cells.values() if c["model"] == "fault-late")
-    assert late["params"] == ok["params"] and late["timing"]["first_inference_ms"] > 0  # kept what it measured
+    ok = next(c for c in load_run(summary.run_dir).cells.values() if c.identity.model == "fault-ok")
+    assert ok.latency.forward_ms["n"] == 3 and len(ok.latency.forward_ms["samples"]) == 3
+    assert ok.latency.throughput_ips > 0 and ok.compute.params == 3 * 3 * 9 + 3
+    assert ok.accuracy.metrics is None and "random weights" in ok.accuracy.note
+    assert ok.memory.host_peak_rss > 0 and ok.memory.gpu_peak_allocated is None
+    assert ok.compute.gflops * 1e9 == pytest.approx(2 * 3 * 3 * 9 * 32 * 32)  # conv 3->3, 3x3 kernel, 32x32 input
+    assert {"decode", "preprocess", "forward", "postprocess", "end_to_end"} <= set(ok.latency.stages_ms)
+    assert ok.latency.stages_ms["end_to_end"]["n"] >= 1 and ok.latency.warmup["warmup_iters"] == 1
+    late = next(c for c in load_run(summary.run_dir).cells.values() if c.identity.model == "fault-late")
+    assert late.compute.params == ok.compute.params and late.timing.first_inference_ms > 0  # kept what it measured
 
 
 def test_timeout_kills_the_cell(tmp_path, faults):
@@ -97,19 +97,19 @@ def test_batch_sweep_stops_at_the_first_oom(tmp_path, faults):
     p = tmp_path / "sweep.yaml"
     p.write_text(yaml.safe_dump(data))
     summary = run_suite(p, out_dir=tmp_path / "results", echo=False)
-    by_bs = {c["batch_size"]: c for c in load_run(summary.run_dir).cells.values()}
-    assert [by_bs[b]["status"] for b in (1, 2, 4, 8, 16)] == ["ok", "ok", "oom", "skipped", "skipped"]
-    assert "batch size 4 already ran out of memory" in by_bs[8]["error"]
-    assert by_bs[2]["throughput_ips"] > 0
+    by_bs = {c.identity.batch_size: c for c in load_run(summary.run_dir).cells.values()}
+    assert [by_bs[b].status for b in (1, 2, 4, 8, 16)] == ["ok", "ok", "oom", "skipped", "skipped"]
+    assert "batch size 4 already ran out of memory" in by_bs[8].error
+    assert by_bs[2].latency.throughput_ips > 0
 
 
 def test_repeat_records_run_to_run_spread(tmp_path, faults):
     s = suite(tmp_path, ["fault-ok"], repeat=3, stages=False, flops=False)
     summary = run_suite(s, out_dir=tmp_path / "results", echo=False)
     cell = next(iter(load_run(summary.run_dir).cells.values()))
-    assert len(cell["repeats"]) == 3 and cell["run_to_run"]["n"] == 3
-    means = [r["mean"] for r in cell["repeats"]]
-    assert cell["run_to_run"]["mean_ms"] == pytest.approx(sum(means) / 3)
+    assert len(cell.latency.repeats) == 3 and cell.latency.run_to_run["n"] == 3
+    means = [r["mean"] for r in cell.latency.repeats]
+    assert cell.latency.run_to_run["mean_ms"] == pytest.approx(sum(means) / 3)
 
 
 def test_shards_partition_the_cells(tmp_path, faults):
@@ -174,11 +174,11 @@ def test_unsupported_combinations_are_skipped_with_the_reason(tmp_path):
     p = tmp_path / "u.yaml"
     p.write_text(yaml.safe_dump(data))
     summary = run_suite(p, out_dir=tmp_path / "r", echo=False)
-    cells = {(c["device"], c["precision"]): c for c in load_run(summary.run_dir).cells.values()}
-    assert {c["status"] for c in cells.values()} == {"skipped"} and summary.exit_code == 0
-    assert "is a CNN" in cells[("cpu", "fp32")]["error"]
-    assert "tf32 applies to CUDA" in cells[("cpu", "tf32")]["error"]
+    cells = {(c.identity.device, c.identity.precision): c for c in load_run(summary.run_dir).cells.values()}
+    assert {c.status for c in cells.values()} == {"skipped"} and summary.exit_code == 0
+    assert "is a CNN" in cells[("cpu", "fp32")].error
+    assert "tf32 applies to CUDA" in cells[("cpu", "tf32")].error
     import torch
 
     if not torch.cuda.is_available():
-        assert "CUDA is not available" in cells[("cuda", "fp32")]["error"]
+        assert "CUDA is not available" in cells[("cuda", "fp32")].error

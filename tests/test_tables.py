@@ -91,7 +91,7 @@ def test_decimals_and_column_aliases(run):
     text = render_table([run], "markdown", columns=["model", "mIoU", "latency", "params"], decimals=3)
     row = _md_rows(text)["dpt-large"]
     assert row[1] == "**47.000**"
-    lat = run.cells["dpt-large__ade20k__cpu__fp32__b1"]["latency_ms"]["p50"]
+    lat = run.cells["dpt-large__ade20k__cpu__fp32__b1"].latency.forward_ms["p50"]
     assert row[2] == f"{lat:.3f}"
     assert "params (M)" in text and "1.000" in row[3]
 
@@ -116,7 +116,7 @@ def test_repeated_runs_become_mean_and_t_interval(tmp_path):
     assert len(rows) == 2  # header + one merged row
     half = 4.303 * np.std(np.array(mious) * 100, ddof=1) / math.sqrt(3)
     assert rows["m"][1] == f"**{np.mean(mious) * 100:.2f} ± {half:.2f}**"
-    p50s = [r.cells["m__ade20k__cpu__fp32__b1"]["latency_ms"]["p50"] for r in runs]
+    p50s = [r.cells["m__ade20k__cpu__fp32__b1"].latency.forward_ms["p50"] for r in runs]
     mean, h = mean_ci(p50s)
     assert rows["m"][2] == f"**{mean:.2f} ± {h:.2f}**"
 

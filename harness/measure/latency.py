@@ -54,6 +54,17 @@ def time_iterations(fn: Callable[[Any], Any], inputs: Sequence[Any], warmup: int
     device = torch.device(device)
     if not inputs:
         raise ValueError("time_iterations needs at least one input")
+    done, stable = _warm_up(fn, inputs, warmup, device, clock, warmup_cv, warmup_window, max_warmup)
+    if info is not None:
+        info.update(warmup_iters=done, warmup_stable=bool(stable))
+    timed = _timed_cuda if device.type == "cuda" else _timed_host
+    return timed(fn, inputs, done, iters, min_time_s, device, clock, progress)  # rotation goes on from the warm-up
+
+
+def _warm_up(fn, inputs, warmup: int, device: torch.device, clock, warmup_cv, window: int,
+             max_warmup: int) -> tuple[int, bool]:
+    """Untimed calls: ``warmup`` of them, then (with ``warmup_cv``) until the last ``window`` latencies
+    have a CV below it or ``max_warmup`` calls were made. Returns (calls made, stable)."""
     done = 0
     recent: list[float] = []
     stable = warmup_cv is None
@@ -61,43 +72,49 @@ def time_iterations(fn: Callable[[Any], Any], inputs: Sequence[Any], warmup: int
         t0 = clock()
         fn(inputs[done % len(inputs)])
         _sync(device)
-        recent = (recent + [(clock() - t0) / 1e6])[-warmup_window:]
+        recent = (recent + [(clock() - t0) / 1e6])[-window:]
         done += 1
-        if warmup_cv is not None and len(recent) == warmup_window:
+        if warmup_cv is not None and len(recent) == window:
             a = np.asarray(recent)
             stable = a.mean() > 0 and a.std(ddof=1) / a.mean() < warmup_cv
-    if info is not None:
-        info.update(warmup_iters=done, warmup_stable=bool(stable))
-    offset = done  # keep rotating where the warm-up stopped
+    return done, stable
+
+
+def _timed_cuda(fn, inputs, offset: int, iters: int, min_time_s: float, device: torch.device, clock,
+                progress) -> list[float]:
+    """CUDA events around each call (ms), read after one synchronisation per 64 calls."""
+    events = []
+    start_wall = clock()
+    i = 0
+    while i < iters or (clock() - start_wall) / 1e9 < min_time_s:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn(inputs[(offset + i) % len(inputs)])
+        end.record()
+        events.append((start, end))
+        i += 1
+        if progress:
+            progress(1)
+        if i % 64 == 0:  # bound the number of outstanding events
+            torch.cuda.synchronize(device)
+    torch.cuda.synchronize(device)
+    return [s.elapsed_time(e) for s, e in events]
+
+
+def _timed_host(fn, inputs, offset: int, iters: int, min_time_s: float, device: torch.device, clock,
+                progress) -> list[float]:
+    """The host clock around each call, synchronised on the device (ms)."""
     samples: list[float] = []
-    if device.type == "cuda":
-        events = []
-        start_wall = clock()
-        i = 0
-        while i < iters or (clock() - start_wall) / 1e9 < min_time_s:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn(inputs[(offset + i) % len(inputs)])
-            end.record()
-            events.append((start, end))
-            i += 1
-            if progress:
-                progress(1)
-            if i % 64 == 0:  # bound the number of outstanding events
-                torch.cuda.synchronize(device)
-        torch.cuda.synchronize(device)
-        samples = [s.elapsed_time(e) for s, e in events]
-    else:
-        elapsed_ns = 0
-        i = 0
-        while i < iters or elapsed_ns / 1e9 < min_time_s:
-            t0 = clock()
-            fn(inputs[(offset + i) % len(inputs)])
-            _sync(device)
-            dt = clock() - t0
-            elapsed_ns += dt
-            samples.append(dt / 1e6)
-            i += 1
-            if progress:
-                progress(1)
+    elapsed_ns = 0
+    i = 0
+    while i < iters or elapsed_ns / 1e9 < min_time_s:
+        t0 = clock()
+        fn(inputs[(offset + i) % len(inputs)])
+        _sync(device)
+        dt = clock() - t0
+        elapsed_ns += dt
+        samples.append(dt / 1e6)
+        i += 1
+        if progress:
+            progress(1)
     return samples

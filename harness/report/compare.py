@@ -1,15 +1,17 @@
 """Regression check between a baseline run and a current run.
 
 Cells are paired by identity: model, weights source, dataset, device, precision, amp, batch
-size, runtime, variant and protocol (mode + upsampling). For each pair:
+size, runtime, variant and protocol (mode + upsampling). For each pair the status is checked (the
+baseline finished ``ok`` and the current did not -> regression), then every declared quantity
+with a :class:`harness.quantities.Check`, in declaration order:
 
-- status: the baseline finished (``ok``) and the current did not -> regression;
-- accuracy: mIoU or aAcc dropped by more than an absolute threshold (fractions: 0.005 = 0.5 points);
-- speed: latency p50 grew by more than a relative threshold AND the growth is beyond noise:
-  a one-sided Mann-Whitney U test on the raw latency samples (``latency_ms.samples``) gives
-  p < alpha. Without enough samples the slowdown is reported as inconclusive, not failed;
-- memory: GPU peak allocated (host peak RSS when no GPU figure exists on both sides) grew by
-  more than a relative threshold.
+- ``drop`` (accuracy, e.g. mIoU, aAcc): an absolute fall beyond the threshold (fractions: 0.005 =
+  0.5 points); a value the baseline has and the current lacks is a regression;
+- ``growth_beyond_noise`` (latency p50): a relative rise beyond the threshold AND beyond noise: a
+  one-sided Mann-Whitney U test on the raw samples gives p < alpha. Without enough samples the
+  slowdown is reported as inconclusive, not failed;
+- ``growth`` (memory): a relative rise beyond the threshold; of a group (GPU peak allocated, host
+  peak RSS) the first quantity present on both sides is checked.
 
 Exit codes: 0 no regression, 1 regression, 2 could not compare (unreadable run, nothing paired).
 """
@@ -23,33 +25,21 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.cell_result import CellResult
 from harness.errors import ConfigError
+from harness.quantities import ALPHA, ALPHA_HELP, Quantity, all_quantities, checks
 from harness.report.escape import markdown_escape
-from harness.report.rows import num, protocol_label
+from harness.report.rows import identity_key, num
 from harness.results import Run
 
-DEFAULT_THRESHOLDS = {"max_miou_drop": 0.005, "max_aacc_drop": 0.005, "max_slowdown": 0.10,
-                      "max_memory_growth": 0.10, "alpha": 0.01}
-THRESHOLD_HELP = {
-    "max_miou_drop": "absolute mIoU drop that fails (fraction: 0.005 = 0.5 points)",
-    "max_aacc_drop": "absolute aAcc drop that fails (fraction)",
-    "max_slowdown": "relative latency p50 growth that fails when beyond noise (0.10 = 10%)",
-    "max_memory_growth": "relative peak memory growth that fails (0.10 = 10%)",
-    "alpha": "significance level of the one-sided Mann-Whitney test on latency samples",
-}
-IDENTITY_KEYS = ("model", "weights", "dataset", "device", "precision", "amp", "batch_size", "runtime", "variant",
-                 "protocol")
+DEFAULT_THRESHOLDS = {**{k: c.default for k, c in checks().items()}, "alpha": ALPHA}
+THRESHOLD_HELP = {**{k: c.help for k, c in checks().items()}, "alpha": ALPHA_HELP}
 EXIT_OK, EXIT_REGRESSION, EXIT_CANNOT_COMPARE = 0, 1, 2
 
 
-def identity(cell: dict, with_weights: bool = True) -> str:
+def identity(cell: CellResult, with_weights: bool = True) -> str:
     """The pairing key of a cell as a stable JSON string (weights = the provenance ``source``)."""
-    weights = cell.get("weights") if isinstance(cell.get("weights"), dict) else {}
-    ident = {k: cell.get(k) for k in IDENTITY_KEYS if k not in ("weights", "protocol")}
-    ident["protocol"] = protocol_label(cell)
-    if with_weights:
-        ident["weights"] = weights.get("source") or ("random" if weights.get("requested") == "random" else None)
-    return json.dumps(ident, sort_keys=True, default=str)
+    return identity_key(cell, with_weights)
 
 
 def mann_whitney_greater(a, b) -> float:
@@ -155,6 +145,9 @@ def check_thresholds(thresholds: dict, source: str = "thresholds") -> dict:
         k = str(key).replace("-", "_")
         if k not in DEFAULT_THRESHOLDS:
             raise ConfigError(f"{source}: unknown threshold {key!r}; expected keys: {', '.join(DEFAULT_THRESHOLDS)}")
+        if value is None and k != "alpha":  # switches a check off
+            out[k] = None
+            continue
         v = num(value)
         if v is None or v < 0 or (k == "alpha" and not 0 < v < 1):
             want = "a number in (0, 1)" if k == "alpha" else "a number >= 0"
@@ -185,21 +178,22 @@ def load_thresholds(path: str | Path) -> dict:
     return check_thresholds(data, str(path))
 
 
-def cell_label(cell: dict) -> str:
+def cell_label(cell: CellResult) -> str:
     """A short human name of a cell: model · dataset · device · precision[ amp] · bN [· runtime] [· variant]."""
-    parts = [str(cell.get("model")), str(cell.get("dataset")), str(cell.get("device")),
-             str(cell.get("precision")) + (" cast" if cell.get("amp") == "cast" else ""), f"b{cell.get('batch_size')}"]
-    if cell.get("runtime") not in (None, "pytorch"):
-        parts.append(str(cell.get("runtime")))
-    if cell.get("variant"):
-        parts.append(json.dumps(cell.get("variant"), sort_keys=True))
+    ident = cell.identity
+    parts = [str(ident.model), str(ident.dataset), str(ident.device),
+             str(ident.precision) + (" cast" if ident.amp == "cast" else ""), f"b{ident.batch_size}"]
+    if ident.runtime not in (None, "pytorch"):
+        parts.append(str(ident.runtime))
+    if ident.variant:
+        parts.append(json.dumps(ident.variant, sort_keys=True))
     return " · ".join(parts)
 
 
-def _pair(baseline: Run, current: Run, cmp: Comparison) -> list[tuple[dict, dict]]:
+def _pair(baseline: Run, current: Run, cmp: Comparison) -> list[tuple[CellResult, CellResult]]:
     """Pairs by full identity; then cells whose weights source is unknown (a failed load) pair on the rest."""
-    def index(run: Run) -> dict[str, dict]:
-        out: dict[str, dict] = {}
+    def index(run: Run) -> dict[str, CellResult]:
+        out: dict[str, CellResult] = {}
         for c in run.cells.values():
             key = identity(c)
             if key in out:
@@ -228,35 +222,52 @@ def _pair(baseline: Run, current: Run, cmp: Comparison) -> list[tuple[dict, dict
     return pairs
 
 
-def _latency(label: str, b: dict, c: dict, t: dict) -> Finding | None:
-    bl = b.get("latency_ms") if isinstance(b.get("latency_ms"), dict) else {}
-    cl = c.get("latency_ms") if isinstance(c.get("latency_ms"), dict) else {}
-    bp, cp = num(bl.get("p50")), num(cl.get("p50"))
-    if not bp or cp is None:
+def _samples(q: Quantity, cell: CellResult) -> list[float]:
+    raw = cell.get(q.samples) if q.samples else None
+    return [v for v in (raw or []) if num(v) is not None] if isinstance(raw, list) else []
+
+
+def _check(q: Quantity, label: str, b: CellResult, c: CellResult, t: dict) -> Finding | None:
+    """The finding of quantity ``q`` for a pair of ok cells, or None when it is not comparable."""
+    thr = t.get(q.check.option)
+    bv, cv = num(q.raw(b)), num(q.raw(c))
+    if thr is None or bv is None:
         return None
-    slow = cp / bp - 1.0
-    bs = [v for v in (bl.get("samples") or []) if num(v) is not None]
-    cs = [v for v in (cl.get("samples") or []) if num(v) is not None]
+    if q.check.kind == "drop":
+        if cv is None:
+            return Finding(label, q.column, bv, None, None, thr, True, "the baseline has this metric, the current run does not")
+        return Finding(label, q.column, bv, cv, cv - bv, thr, bv - cv > thr + 1e-12)
+    if not bv or cv is None:
+        return None
+    growth = cv / bv - 1.0
+    if q.check.kind == "growth":
+        return Finding(label, q.column, bv, cv, growth, thr, growth > thr)
+    bs, cs = _samples(q, b), _samples(q, c)
     p = mann_whitney_greater(bs, cs)
     if math.isnan(p):
         note = f"inconclusive: {len(bs)} and {len(cs)} raw samples, a noise test needs at least 2 on each side"
-        return Finding(label, "latency_p50_ms", bp, cp, slow, t["max_slowdown"], False, note, None)
+        return Finding(label, q.column, bv, cv, growth, thr, False, note, None)
     lo, hi = bootstrap_median_ratio(bs, cs)
     beyond = p < t["alpha"]
     note = f"Mann-Whitney p={p:.2g} ({'beyond' if beyond else 'within'} noise); median ratio 95% CI [{lo:.3f}, {hi:.3f}]"
-    return Finding(label, "latency_p50_ms", bp, cp, slow, t["max_slowdown"], slow > t["max_slowdown"] and beyond,
-                   note, p)
+    return Finding(label, q.column, bv, cv, growth, thr, growth > thr and beyond, note, p)
 
 
-def _memory(label: str, b: dict, c: dict, t: dict) -> Finding | None:
-    bm = b.get("memory_mib") if isinstance(b.get("memory_mib"), dict) else {}
-    cm = c.get("memory_mib") if isinstance(c.get("memory_mib"), dict) else {}
-    for key in ("gpu_peak_allocated", "host_peak_rss"):
-        bv, cv = num(bm.get(key)), num(cm.get(key))
-        if bv and cv is not None:
-            growth = cv / bv - 1.0
-            return Finding(label, f"{key}_mib", bv, cv, growth, t["max_memory_growth"], growth > t["max_memory_growth"])
-    return None
+def _status(label: str, b: CellResult, c: CellResult, cmp: Comparison) -> bool:
+    """Record a pair where a side did not finish; True when the pair is done (not compared further)."""
+    bst, cst = b.status, c.status
+    if bst == "ok" and cst == "ok":
+        return False
+    if bst == "ok":
+        err = str(c.error or "")[:300]
+        cmp.findings.append(Finding(label, "status", None, None, None, None, True,
+                                    f"baseline ok, current {cst}" + (f": {err}" if err else "")))
+        cmp.compared += 1
+    elif cst == "ok":
+        cmp.notes.append(f"{label}: baseline {bst}, current ok (not compared)")
+    else:
+        cmp.notes.append(f"{label}: baseline {bst}, current {cst} (not compared)")
+    return True
 
 
 def compare_runs(baseline: Run, current: Run, thresholds: dict | None = None) -> Comparison:
@@ -265,62 +276,62 @@ def compare_runs(baseline: Run, current: Run, thresholds: dict | None = None) ->
     cmp = Comparison(thresholds=t)
     pairs = _pair(baseline, current, cmp)
     cmp.matched = len(pairs)
+    checked = [q for q in all_quantities() if q.check is not None]
     for b, c in pairs:
         label = cell_label(c)
-        bst, cst = b.get("status"), c.get("status")
-        if bst != "ok" or cst != "ok":
-            if bst == "ok":
-                err = str(c.get("error") or "")[:300]
-                cmp.findings.append(Finding(label, "status", None, None, None, None, True,
-                                            f"baseline ok, current {cst}" + (f": {err}" if err else "")))
-                cmp.compared += 1
-            elif cst == "ok":
-                cmp.notes.append(f"{label}: baseline {bst}, current ok (not compared)")
-            else:
-                cmp.notes.append(f"{label}: baseline {bst}, current {cst} (not compared)")
+        if _status(label, b, c, cmp):
             continue
         cmp.compared += 1
-        bm = b.get("metrics") if isinstance(b.get("metrics"), dict) else {}
-        cm = c.get("metrics") if isinstance(c.get("metrics"), dict) else {}
-        for metric, thr in (("mIoU", t["max_miou_drop"]), ("aAcc", t["max_aacc_drop"])):
-            bv, cv = num(bm.get(metric)), num(cm.get(metric))
-            if bv is not None and cv is not None:
-                cmp.findings.append(Finding(label, metric, bv, cv, cv - bv, thr, bv - cv > thr + 1e-12))
-            elif bv is not None:
-                cmp.findings.append(Finding(label, metric, bv, None, None, thr, True,
-                                            "the baseline has this metric, the current run does not"))
-        for check in (_latency, _memory):
-            finding = check(label, b, c, t)
+        done_groups: set[str] = set()
+        for q in checked:
+            if q.check.group in done_groups:
+                continue
+            finding = _check(q, label, b, c, t)
             if finding:
                 cmp.findings.append(finding)
+                if q.check.group:
+                    done_groups.add(q.check.group)
     if cmp.compared == 0:
         cmp.problems.append("no cell of the current run pairs with a cell of the baseline that both finished"
                             if cmp.matched else "no cell of the current run has the settings of a baseline cell")
     return cmp
 
 
-def _fmt_value(metric: str, v: float | None) -> str:
+def _fraction_columns() -> set[str]:
+    return {q.column for q in all_quantities() if q.display == "pct"}
+
+
+def _fmt(metric: str, v: float | None, how: str) -> str:
+    """A finding's ``value``, ``change`` or ``threshold`` as text: fractions in % and points, others as
+    numbers and relative changes."""
     if v is None:
         return "–"
-    if metric in ("mIoU", "aAcc"):
-        return f"{100 * v:.2f}%"
-    return f"{v:.4g}"
+    pct = metric in _fraction_columns()
+    if how == "value":
+        return f"{100 * v:.2f}%" if pct else f"{v:.4g}"
+    if how == "change":
+        return f"{100 * v:+.2f} pts" if pct else f"{100 * v:+.1f}%"
+    return f"−{100 * v:.2f} pts" if pct else f"+{100 * v:.0f}%"
 
 
-def _fmt_change(f: Finding) -> str:
-    if f.change is None:
-        return "–"
-    if f.metric in ("mIoU", "aAcc"):
-        return f"{100 * f.change:+.2f} pts"
-    return f"{100 * f.change:+.1f}%"
-
-
-def _fmt_threshold(f: Finding) -> str:
-    if f.threshold is None:
-        return "–"
-    if f.metric in ("mIoU", "aAcc"):
-        return f"−{100 * f.threshold:.2f} pts"
-    return f"+{100 * f.threshold:.0f}%"
+def threshold_text(thresholds: dict) -> str:
+    """The active thresholds in words: "mIoU drop > 0.50 pts, ..., memory growth > 10%"."""
+    named: dict[str, str] = {}
+    for q in all_quantities():
+        if q.check is not None:
+            named.setdefault(q.check.option, q.check.group or q.key)
+    parts = []
+    for option, check in checks().items():
+        v = thresholds.get(option)
+        if v is None:
+            continue
+        if check.kind == "drop":
+            parts.append(f"{named[option]} drop > {100 * v:.2f} pts")
+        elif check.kind == "growth":
+            parts.append(f"{named[option]} growth > {100 * v:.0f}%")
+        else:
+            parts.append(f"{named[option]} growth > {100 * v:.0f}% with Mann-Whitney p < {thresholds['alpha']:g}")
+    return ", ".join(parts) or "none"
 
 
 def markdown_summary(cmp: Comparison, baseline_name: str | None, current_name: str | None) -> str:
@@ -329,10 +340,7 @@ def markdown_summary(cmp: Comparison, baseline_name: str | None, current_name: s
     lines = [f"## segbench compare: {icon} {cmp.verdict}", "",
              f"Baseline `{markdown_escape(baseline_name)}` vs current `{markdown_escape(current_name)}`: "
              f"{cmp.matched} paired cell(s), {cmp.compared} compared, {len(cmp.regressions)} regression(s). "
-             f"Thresholds: mIoU/aAcc drop > {100 * cmp.thresholds['max_miou_drop']:.2f}/"
-             f"{100 * cmp.thresholds['max_aacc_drop']:.2f} pts, slowdown > {100 * cmp.thresholds['max_slowdown']:.0f}% "
-             f"with Mann-Whitney p < {cmp.thresholds['alpha']:g}, memory growth > "
-             f"{100 * cmp.thresholds['max_memory_growth']:.0f}%.", ""]
+             f"Thresholds: {threshold_text(cmp.thresholds)}.", ""]
 
     def table(findings: list[Finding]) -> list[str]:
         out = ["| cell | metric | baseline | current | change | fails beyond | verdict |",
@@ -341,8 +349,9 @@ def markdown_summary(cmp: Comparison, baseline_name: str | None, current_name: s
             verdict = "**regression**" if f.regression else "ok"
             if f.note:
                 verdict += f" ({markdown_escape(f.note)})"
-            out.append(f"| {markdown_escape(f.cell)} | {f.metric} | {_fmt_value(f.metric, f.baseline)} | "
-                       f"{_fmt_value(f.metric, f.current)} | {_fmt_change(f)} | {_fmt_threshold(f)} | {verdict} |")
+            out.append(f"| {markdown_escape(f.cell)} | {f.metric} | {_fmt(f.metric, f.baseline, 'value')} | "
+                       f"{_fmt(f.metric, f.current, 'value')} | {_fmt(f.metric, f.change, 'change')} | "
+                       f"{_fmt(f.metric, f.threshold, 'threshold')} | {verdict} |")
         return out
 
     if cmp.regressions:

@@ -9,8 +9,10 @@ what it means in that format. One round = one timed forward of one batch.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 
+from harness.cell_result import CellResult
 from harness.errors import ConfigError
 from harness.report.rows import num
 from harness.results import Run
@@ -39,22 +41,24 @@ def _commit_info(env: dict) -> dict:
             "project": "segbench", "branch": env.get("git_branch") or "(unknown)"}
 
 
-def _benchmark(cell: dict, stats_cls) -> dict:
-    lat = cell["latency_ms"]
+def _benchmark(cell: CellResult, stats_cls) -> dict:
+    ident = cell.identity
+    lat = cell.latency.forward_ms
     stats = stats_cls()
     for ms in lat["samples"]:
         stats.update(float(ms) / 1000.0)
-    params = {"dataset": cell.get("dataset"), "device": cell.get("device"), "precision": cell.get("precision"),
-              "amp": cell.get("amp"), "batch_size": cell.get("batch_size"), "runtime": cell.get("runtime")}
-    param = f"{cell.get('dataset')}-{cell.get('device')}-{cell.get('precision')}-b{cell.get('batch_size')}"
-    warmup = cell.get("warmup") if isinstance(cell.get("warmup"), dict) else {}
-    device = str(cell.get("device") or "")
+    params = {"dataset": ident.dataset, "device": ident.device, "precision": ident.precision, "amp": ident.amp,
+              "batch_size": ident.batch_size, "runtime": ident.runtime}
+    param = f"{ident.dataset}-{ident.device}-{ident.precision}-b{ident.batch_size}"
+    warmup = cell.latency.warmup if isinstance(cell.latency.warmup, dict) else {}
+    device = str(ident.device or "")
+    memory = dataclasses.asdict(cell.memory)
     return {
-        "group": str(cell.get("model")), "name": f"{cell.get('model')}[{param}]",
-        "fullname": f"segbench::{cell.get('cell_id')}", "params": params, "param": param,
-        "extra_info": {"unit": "seconds per batch", "throughput_ips": cell.get("throughput_ips"),
-                       "weights": (cell.get("weights") or {}).get("source"), "memory_mib": cell.get("memory_mib"),
-                       "protocol": cell.get("protocol"), "variant": cell.get("variant"), "cell_id": cell.get("cell_id")},
+        "group": str(ident.model), "name": f"{ident.model}[{param}]",
+        "fullname": f"segbench::{cell.cell_id}", "params": params, "param": param,
+        "extra_info": {"unit": "seconds per batch", "throughput_ips": cell.latency.throughput_ips,
+                       "weights": (cell.provenance.weights or {}).get("source"), "memory_mib": memory,
+                       "protocol": ident.protocol, "variant": ident.variant, "cell_id": cell.cell_id},
         "options": {"disable_gc": False, "timer": "cuda events" if device.startswith("cuda") else "perf_counter",
                     "min_rounds": len(lat["samples"]), "max_time": None, "min_time": None, "precision": None,
                     "confidence": None, "warmup": warmup.get("warmup_iters", False)},
@@ -72,10 +76,10 @@ def to_pytest_benchmark(run: Run) -> dict:
                           "pip install 'segbench[dev]'") from None
     env = run.meta.get("env") if isinstance(run.meta.get("env"), dict) else {}
     benchmarks = []
-    for cell in sorted(run.cells.values(), key=lambda c: str(c.get("cell_id"))):
-        lat = cell.get("latency_ms") if isinstance(cell.get("latency_ms"), dict) else {}
+    for cell in sorted(run.cells.values(), key=lambda c: c.cell_id):
+        lat = cell.latency.forward_ms if isinstance(cell.latency.forward_ms, dict) else {}
         samples = lat.get("samples") or []
-        if cell.get("status") != "ok" or len(samples) < 1 or any(num(v) is None for v in samples):
+        if cell.status != "ok" or len(samples) < 1 or any(num(v) is None for v in samples):
             continue
         benchmarks.append(_benchmark(cell, Stats))
     if not benchmarks:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.report import plots
 from harness.report.qualitative import panel_items
-from harness.report.rows import COLUMNS, all_rows, best_values, family_label, fmt
+from harness.report.rows import all_rows, best_values, columns, family_label, fmt
 from harness.results import Run, load_run
 
 E = html.escape
@@ -46,12 +46,14 @@ def json_script(obj: object, element_id: str) -> str:
 
 
 def visible_columns(rows: list[dict], several_runs: bool) -> list:
-    """The table's columns: ``run`` only for several runs, published/delta only when a cell has a reference."""
+    """The table's columns: ``run`` only for several runs; a quantity declared ``shown`` with another
+    quantity's key (published reference, delta, Dice, ...) only when some row has that value."""
     cols = []
-    for c in COLUMNS:
+    for c in columns():
         if c.key == "run" and not several_runs:
             continue
-        if c.key in ("published_mIoU", "delta_mIoU") and not any(r.get("published_mIoU") is not None for r in rows):
+        shown = c.quantity.shown if c.quantity is not None else "always"
+        if shown != "always" and not any(r.get(shown) is not None for r in rows):
             continue
         cols.append(c)
     return cols
@@ -123,13 +125,13 @@ def provenance_section(runs: list[Run]) -> str:
         weights: dict[str, object] = {}
         data: dict[str, object] = {}
         for c in run.cells.values():
-            if c.get("weights"):
-                weights.setdefault(str(c.get("model")), c.get("weights"))
-            d = c.get("data")
+            if c.provenance.weights:
+                weights.setdefault(str(c.identity.model), c.provenance.weights)
+            d = c.provenance.data
             if isinstance(d, dict):
                 files = d.get("files")
                 skipped = d.get("skipped")
-                data.setdefault(str(c.get("dataset")), {
+                data.setdefault(str(c.identity.dataset), {
                     "digest (sha256)": d.get("digest"), "samples": d.get("num_samples"),
                     "files": len(files) if isinstance(files, list) else files,
                     "skipped": len(skipped) if isinstance(skipped, list) else skipped})
@@ -170,7 +172,7 @@ def _header(runs: list[Run], rows: list[dict]) -> str:
         suite = run.meta.get("suite") if isinstance(run.meta.get("suite"), dict) else {}
         env = run.meta.get("env") if isinstance(run.meta.get("env"), dict) else {}
         cells = list(run.cells.values())
-        devices = sorted({str(c.get("device")) for c in cells})
+        devices = sorted({str(c.identity.device) for c in cells})
         missing = len(run.missing)
         bits = [f"suite <b>{E(str(suite.get('name', '?')))}</b>", f"{len(cells)} cell(s)"]
         if missing:
@@ -189,13 +191,25 @@ def _header(runs: list[Run], rows: list[dict]) -> str:
             f"<ul class=runs>{''.join(lines)}</ul>")
 
 
+def task_panels(pairs: list[tuple[dict, object]]) -> list[dict]:
+    """Each task's own chart panels (e.g. per-class IoU heatmaps), for the cells of that task."""
+    from harness.tasks import TASKS, task_module
+
+    specs = []
+    for name in TASKS:
+        mine = [(row, cell) for row, cell in pairs if row.get("task") == name]
+        if mine:
+            specs.extend(task_module(name).report_panels(mine))
+    return specs
+
+
 def render(runs: list[Run], plotly_js: str) -> str:
     """The whole page as a string; ``plotly_js`` is the plotly.js source inlined in the page."""
     rows = all_rows(runs)
-    index = {(r.meta.get("run_id") or r.path.name, cid): c for r in runs for cid, c in r.cells.items()}
+    index = {(r.run_id, cid): c for r in runs for cid, c in r.cells.items()}
     pairs = [(row, index[(row["run"], row["cell_id"])]) for row in rows]
-    charts = [plots.accuracy_vs_latency(rows), plots.latency_by_model(rows), plots.memory_by_model(rows),
-              plots.throughput_vs_batch(rows), plots.speedup_over_fp32(rows), *plots.iou_heatmaps(pairs)]
+    charts = [*plots.accuracy_vs_latency(rows), plots.latency_by_model(rows), plots.memory_by_model(rows),
+              plots.throughput_vs_batch(rows), plots.speedup_over_fp32(rows), *task_panels(pairs)]
     chart_html = [f'<div class="chart" id="chart{i}" data-spec="spec{i}"></div>{json_script(spec, f"spec{i}")}'
                   for i, spec in enumerate(s for s in charts if s)]
     notes = []

@@ -69,24 +69,36 @@ def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]
     return front
 
 
-def accuracy_vs_latency(rows: list[dict]) -> dict | None:
-    """Scatter of mIoU (%) against latency p50 (ms) with the Pareto front; only cells with accuracy."""
-    pts = _ok(rows, "mIoU", "latency_p50")
-    if not pts:
-        return None
-    by_family: dict[str, list[dict]] = defaultdict(list)
-    for r in pts:
-        by_family[family_label(r["family"])].append(r)
-    labelled = len(pts) <= 8  # beyond that, names only on hover: printed labels would overlap
-    data = [{"type": "scatter", "mode": "markers+text" if labelled else "markers", "name": fam,
-             "x": [r["latency_p50"] for r in rs], "y": [100 * r["mIoU"] for r in rs],
-             "text": [f"{r['model']} {r['precision']} b{int(r['batch_size'] or 0)}" for r in rs],
-             "textposition": "top center",
-             "marker": {"size": 10}} for fam, rs in by_family.items()]
-    front = pareto_front([(r["latency_p50"], 100 * r["mIoU"]) for r in pts])
-    data.append({"type": "scatter", "mode": "lines", "name": "Pareto front", "x": [p[0] for p in front],
-                 "y": [p[1] for p in front], "line": {"dash": "dot", "color": "#444"}})
-    return {"data": data, "layout": _layout("Accuracy vs latency", "latency p50 (ms)", "mIoU (%)")}
+def accuracy_vs_latency(rows: list[dict]) -> list[dict]:
+    """Per task, a scatter of its headline accuracy (%) against latency p50 (ms) with the Pareto
+    front; only cells with accuracy. Titled "Accuracy vs latency" (plus the task when several)."""
+    from harness.quantities import by_key
+    from harness.tasks import TASKS
+
+    tasks = [t for t in TASKS.values() if any(r.get("task") == t.name for r in rows)]
+    specs = []
+    for task in tasks:
+        q = by_key()[task.headline]
+        pts = _ok([r for r in rows if r.get("task") == task.name], q.key, "latency_p50")
+        if not pts:
+            continue
+        scale = 100.0 if q.display == "pct" else 1.0
+        by_family: dict[str, list[dict]] = defaultdict(list)
+        for r in pts:
+            by_family[family_label(r["family"])].append(r)
+        labelled = len(pts) <= 8  # beyond that, names only on hover: printed labels would overlap
+        data = [{"type": "scatter", "mode": "markers+text" if labelled else "markers", "name": fam,
+                 "x": [r["latency_p50"] for r in rs], "y": [scale * r[q.key] for r in rs],
+                 "text": [f"{r['model']} {r['precision']} b{int(r['batch_size'] or 0)}" for r in rs],
+                 "textposition": "top center", "marker": {"size": 10}} for fam, rs in by_family.items()]
+        lower_better = q.better == "min"
+        front = pareto_front([(r["latency_p50"], (-1 if lower_better else 1) * scale * r[q.key]) for r in pts])
+        data.append({"type": "scatter", "mode": "lines", "name": "Pareto front", "x": [p[0] for p in front],
+                     "y": [(-1 if lower_better else 1) * p[1] for p in front],
+                     "line": {"dash": "dot", "color": "#444"}})
+        title = "Accuracy vs latency" + (f" ({task.name})" if len(tasks) > 1 else "")
+        specs.append({"data": data, "layout": _layout(title, "latency p50 (ms)", q.header)})
+    return specs
 
 
 def throughput_vs_batch(rows: list[dict]) -> dict | None:
@@ -123,22 +135,22 @@ def speedup_over_fp32(rows: list[dict]) -> dict | None:
     return {"data": data, "layout": layout}
 
 
-def iou_heatmaps(rows_cells: list[tuple[dict, dict]]) -> list[dict]:
+def iou_heatmaps(rows_cells: list[tuple[dict, object]]) -> list[dict]:
     """One models x classes heatmap of per-class IoU (%) per dataset, from ok cells that carry IoU."""
-    by_dataset: dict[str, list[tuple[dict, dict]]] = defaultdict(list)
+    by_dataset: dict[str, list[tuple[dict, list, list | None]]] = defaultdict(list)
     for row, cell in rows_cells:
-        iou = (cell.get("metrics") or {}).get("IoU")
+        iou = (cell.accuracy.metrics or {}).get("IoU")
         if row["status"] == "ok" and isinstance(iou, list) and iou:
-            by_dataset[str(row["dataset"])].append((row, cell))
+            by_dataset[str(row["dataset"])].append((row, iou, cell.provenance.class_names))
     several_runs = len({row["run"] for row, _ in rows_cells}) > 1
     specs = []
     for dataset, cells in by_dataset.items():
-        n = len(cells[0][1]["metrics"]["IoU"])
-        names = cells[0][1].get("class_names")
+        n = len(cells[0][1])
+        names = cells[0][2]
         names = [str(x) for x in names] if isinstance(names, list) and len(names) == n else [str(i) for i in range(n)]
-        cells = [(r, c) for r, c in cells if len(c["metrics"]["IoU"]) == n]
-        z = [[None if not isinstance(v, (int, float)) else 100 * v for v in c["metrics"]["IoU"]] for _, c in cells]
-        y = [f"{r['model']} · {r['precision']}" + (f" · {r['run']}" if several_runs else "") for r, _ in cells]
+        cells = [c for c in cells if len(c[1]) == n]
+        z = [[None if not isinstance(v, (int, float)) else 100 * v for v in iou] for _, iou, _ in cells]
+        y = [f"{r['model']} · {r['precision']}" + (f" · {r['run']}" if several_runs else "") for r, _, _ in cells]
         specs.append({"data": [{"type": "heatmap", "z": z, "x": names, "y": y, "colorscale": "Viridis",
                                 "zmin": 0, "zmax": 100, "colorbar": {"title": {"text": "IoU (%)"}},
                                 "hoverongaps": False}],

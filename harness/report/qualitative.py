@@ -56,9 +56,9 @@ def generated_palette(n: int) -> np.ndarray:
     return out
 
 
-def palette_for(cell: dict) -> np.ndarray:
+def palette_for(cell) -> np.ndarray:
     """The cell's own ``palette`` (list of [r, g, b]) when valid, else ADE20K's for ADE20K, else a generated one."""
-    pal = cell.get("palette")
+    pal = cell.provenance.palette
     if isinstance(pal, list) and pal:
         try:
             arr = np.asarray(pal, dtype=np.int64)
@@ -66,9 +66,9 @@ def palette_for(cell: dict) -> np.ndarray:
                 return arr.astype(np.uint8)
         except (TypeError, ValueError):
             pass
-    if str(cell.get("dataset", "")).lower().startswith("ade20k"):
+    if str(cell.identity.dataset or "").lower().startswith("ade20k"):
         return ade20k_palette()
-    return generated_palette(len(cell.get("class_names") or []) or 256)
+    return generated_palette(len(cell.provenance.class_names or []) or 256)
 
 
 def resolve_inside(run_dir: Path, rel: object) -> tuple[Path | None, str | None]:
@@ -150,10 +150,10 @@ def _label_array(path: Path, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(im)
 
 
-def cell_label(cell: dict, run_id: str | None = None) -> str:
+def cell_label(cell, run_id: str | None = None) -> str:
     """How a cell is named under its prediction: model · precision [· batch] [· run]."""
-    parts = [str(cell.get("model")), str(cell.get("precision"))]
-    if cell.get("amp") == "cast":
+    parts = [str(cell.identity.model), str(cell.identity.precision)]
+    if cell.identity.amp == "cast":
         parts[-1] += " cast"
     if run_id:
         parts.append(str(run_id))
@@ -173,24 +173,21 @@ def panel_items(runs, max_samples: int = MAX_SAMPLES) -> tuple[list[PanelItem], 
     warns: list[str] = []
     several = len(runs) > 1
     for run in runs:
-        run_id = str(run.meta.get("run_id") or run.path.name)
+        run_id = run.run_id
         for cell in run.cells.values():
-            samples = cell.get("samples") or []
-            if not isinstance(samples, list):
-                warns.append(f"{run_id}/{cell.get('cell_id')}: 'samples' is not a list; ignored")
-                continue
+            samples = cell.samples
             palette = None
             for s in samples:
                 if not isinstance(s, dict):
                     continue
-                key = (str(cell.get("dataset")), str(s.get("id")))
+                key = (str(cell.identity.dataset), str(s.get("id")))
                 if key not in items and len(items) >= max_samples:
                     continue
                 paths = {}
                 for k in ("image", "label", "pred"):
                     p, why = resolve_inside(run.path, s.get(k))
                     if why and not (k == "label" and s.get(k) is None):
-                        warns.append(f"{run_id}/{cell.get('cell_id')}: sample {s.get('id')!r} {k}: {why}; not shown")
+                        warns.append(f"{run_id}/{cell.cell_id}: sample {s.get('id')!r} {k}: {why}; not shown")
                     paths[k] = p
                 if paths["image"] is None or paths["pred"] is None:
                     continue
@@ -211,6 +208,6 @@ def panel_items(runs, max_samples: int = MAX_SAMPLES) -> tuple[list[PanelItem], 
                     items[key].preds.append((cell_label(cell, run_id if several else None),
                                              data_uri(overlay(base, pred, palette))))
                 except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombWarning) as e:
-                    warns.append(f"{run_id}/{cell.get('cell_id')}: sample {s.get('id')!r} could not be read "
+                    warns.append(f"{run_id}/{cell.cell_id}: sample {s.get('id')!r} could not be read "
                                  f"({type(e).__name__}: {e}); not shown")
     return list(items.values()), warns

@@ -1,7 +1,8 @@
 """Display rows built from results: one per cell, with the reason each missing value is missing.
 
-Units: accuracy values are fractions (shown as %), latency in ms, memory in MiB, parameters in
-millions, compute in GFLOPs, throughput in images/s.
+The numeric columns are the declared quantities (:mod:`harness.quantities`); the text columns
+below say which cell a row is. Units: accuracy values are fractions (shown as %), latency in
+ms, memory in MiB, parameters in millions, compute in GFLOPs, throughput in images/s.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 import math
 from dataclasses import dataclass
 
+from harness.cell_result import CellResult
+from harness.quantities import Quantity, all_quantities
 from harness.results import Run
 
 FAMILY_ORDER = {"dpt": 0, "transformer": 1, "cnn": 2}
@@ -23,15 +26,19 @@ def family_label(family: object) -> str:
 
 @dataclass(frozen=True)
 class Column:
-    """A table column: row key, header (with unit), ranking direction and value kind."""
+    """A table column: row key, header (with unit), ranking direction, value kind and its quantity.
+
+    ``kind``: ``text``, ``int`` or a quantity's display (``pct``, ``ms``, ``num``, ``mib``, ``m``).
+    """
 
     key: str
     header: str
     better: str | None  # "max", "min" or None (not ranked)
-    kind: str  # "text", "pct" (fraction shown as %), "ms", "num", "int", "mib", "m" (millions)
+    kind: str
+    quantity: Quantity | None = None
 
 
-COLUMNS = [
+TEXT_COLUMNS = [
     Column("run", "run", None, "text"),
     Column("model", "model", None, "text"),
     Column("weights", "weights", None, "text"),
@@ -41,21 +48,21 @@ COLUMNS = [
     Column("batch_size", "batch", None, "int"),
     Column("runtime", "runtime", None, "text"),
     Column("protocol", "protocol", None, "text"),
-    Column("mIoU", "mIoU (%)", "max", "pct"),
-    Column("aAcc", "aAcc (%)", "max", "pct"),
-    Column("mAcc", "mAcc (%)", "max", "pct"),
-    Column("published_mIoU", "published mIoU (%)", None, "pct"),
-    Column("delta_mIoU", "Δ mIoU (pts)", None, "num"),
-    Column("latency_p50", "latency p50 (ms)", "min", "ms"),
-    Column("latency_p90", "latency p90 (ms)", "min", "ms"),
-    Column("throughput", "throughput (img/s)", "max", "num"),
-    Column("gpu_peak", "GPU peak alloc. (MiB)", "min", "mib"),
-    Column("host_rss", "host peak RSS (MiB)", "min", "mib"),
-    Column("params", "params (M)", "min", "m"),
-    Column("gflops", "GFLOPs", "min", "num"),
 ]
-BY_KEY = {c.key: c for c in COLUMNS}
-ACCURACY_KEYS = ("mIoU", "aAcc", "mAcc")
+
+
+def table_quantities() -> list[Quantity]:
+    """The quantities that are table columns, in declaration order."""
+    return [q for q in all_quantities() if q.table and not q.per_class]
+
+
+def columns() -> list[Column]:
+    """Every column: the text columns, then one per table quantity."""
+    return TEXT_COLUMNS + [Column(q.key, q.header, q.better, q.display, q) for q in table_quantities()]
+
+
+def by_key() -> dict[str, Column]:
+    return {c.key: c for c in columns()}
 
 
 def num(v: object) -> float | None:
@@ -65,101 +72,106 @@ def num(v: object) -> float | None:
     return float(v) if math.isfinite(v) else None
 
 
-def precision_label(cell: dict) -> str:
+def precision_label(cell: CellResult) -> str:
     """Precision with how it is applied: ``fp32``, ``fp16 (autocast)``, ``bf16 (cast)``, plus variants."""
-    precision = str(cell.get("precision") or "?")
-    amp = cell.get("amp")
-    if amp and precision not in ("fp32", "tf32"):
-        precision += f" ({amp})"
-    variant = cell.get("variant") or {}
+    ident = cell.identity
+    precision = str(ident.precision or "?")
+    if ident.amp and precision not in ("fp32", "tf32"):
+        precision += f" ({ident.amp})"
+    variant = ident.variant or {}
     if isinstance(variant, dict) and variant:
         precision += " " + ",".join(f"{k}={v}" for k, v in sorted(variant.items()))
     return precision
 
 
-def protocol_label(cell: dict) -> str:
+def protocol_label(cell: CellResult) -> str:
     """``mode+upsample`` of the cell's protocol, e.g. ``whole+bilinear``."""
-    protocol = cell.get("protocol") or {}
+    protocol = cell.identity.protocol
     if not isinstance(protocol, dict):
         return str(protocol)
     return "+".join(str(v) for v in (protocol.get("mode"), protocol.get("upsample")) if v) or "-"
 
 
-def identity_key(cell: dict) -> str:
-    """Settings that make two cells comparable (everything but the run), as a stable JSON string."""
-    ident = {k: cell.get(k) for k in ("model", "dataset", "device", "precision", "amp", "batch_size", "runtime",
-                                      "variant")}
+IDENTITY_FIELDS = ("task", "model", "dataset", "device", "precision", "amp", "batch_size", "runtime", "variant")
+
+
+def identity_key(cell: CellResult, with_weights: bool = True) -> str:
+    """The settings that make two cells comparable across runs (model, dataset, device, precision, amp,
+    batch size, runtime, variant, protocol mode + upsampling, weights source), as a stable JSON string."""
+    ident = {k: getattr(cell.identity, k) for k in IDENTITY_FIELDS if k != "task"}
+    if cell.identity.task != "segmentation":
+        ident["task"] = cell.identity.task
     ident["protocol"] = protocol_label(cell)
-    ident["weights"] = (cell.get("weights") or {}).get("source")
+    if with_weights:
+        ident["weights"] = cell.weights_source
     return json.dumps(ident, sort_keys=True, default=str)
 
 
-def cell_row(run: Run, cell: dict) -> dict:
+def _interval(cell: CellResult) -> list[float | None] | None:
+    """The stored mIoU bootstrap interval, when it rests on enough images to mean something."""
+    from harness.tasks.segmentation import MIN_BOOTSTRAP_IMAGES
+
+    metrics = cell.accuracy.metrics or {}
+    ci, n = metrics.get("mIoU_ci"), num(metrics.get("num_images"))
+    if not (isinstance(ci, list) and len(ci) == 2) or (n is not None and n < MIN_BOOTSTRAP_IMAGES):
+        return None
+    return [num(v) for v in ci]
+
+
+def cell_row(run: Run, cell: CellResult) -> dict:
     """Flatten a cell result into display values plus ``why`` (the reason per missing value)."""
-    status = cell.get("status")
-    metrics = cell.get("metrics") if isinstance(cell.get("metrics"), dict) else {}
-    lat = cell.get("latency_ms") if isinstance(cell.get("latency_ms"), dict) else {}
-    mem = cell.get("memory_mib") if isinstance(cell.get("memory_mib"), dict) else {}
-    weights = cell.get("weights") if isinstance(cell.get("weights"), dict) else {}
-    published = cell.get("published") if isinstance(cell.get("published"), dict) else {}
-    params = num(cell.get("params"))
-    ci = metrics.get("mIoU_ci")
+    ident, prov = cell.identity, cell.provenance
+    weights = prov.weights if isinstance(prov.weights, dict) else {}
+    forward = cell.latency.forward_ms if isinstance(cell.latency.forward_ms, dict) else {}
     row = {
-        "run": str(run.meta.get("run_id") or run.path.name), "cell_id": cell.get("cell_id"), "status": status,
-        "error": cell.get("error"), "family": cell.get("family"), "model": cell.get("model"),
-        "weights": weights.get("source") or ("random" if weights.get("requested") == "random" else "-"),
-        "dataset": cell.get("dataset"), "device": cell.get("device"), "precision": precision_label(cell),
-        "precision_raw": cell.get("precision"), "amp": cell.get("amp"), "batch_size": num(cell.get("batch_size")),
-        "runtime": cell.get("runtime"), "protocol": protocol_label(cell), "identity": identity_key(cell),
-        "mIoU": num(metrics.get("mIoU")), "aAcc": num(metrics.get("aAcc")), "mAcc": num(metrics.get("mAcc")),
-        "mIoU_ci": [num(v) for v in ci] if isinstance(ci, list) and len(ci) == 2 else None,
-        "published_mIoU": num(published.get("mIoU")), "published_source": published.get("source"),
-        "latency_p50": num(lat.get("p50")), "latency_p90": num(lat.get("p90")),
-        "latency_samples": [v for v in (lat.get("samples") or []) if num(v) is not None],
-        "throughput": num(cell.get("throughput_ips")), "gpu_peak": num(mem.get("gpu_peak_allocated")),
-        "host_rss": num(mem.get("host_peak_rss")), "params": params / 1e6 if params is not None else None,
-        "gflops": num(cell.get("gflops")), "trust_remote_code": bool(weights.get("trust_remote_code")),
-        "repeats": cell.get("repeats") if isinstance(cell.get("repeats"), list) else None,
+        "run": run.run_id, "cell_id": cell.cell_id, "status": cell.status, "error": cell.error, "task": ident.task,
+        "family": prov.family, "model": ident.model, "weights": cell.weights_source or "-", "dataset": ident.dataset,
+        "device": ident.device, "precision": precision_label(cell), "precision_raw": ident.precision,
+        "amp": ident.amp, "batch_size": num(ident.batch_size), "runtime": ident.runtime,
+        "protocol": protocol_label(cell), "identity": identity_key(cell), "mIoU_ci": _interval(cell),
+        "published_source": (prov.published or {}).get("source"),
+        "latency_samples": [v for v in (forward.get("samples") or []) if num(v) is not None],
+        "trust_remote_code": bool(weights.get("trust_remote_code")),
+        "repeats": cell.latency.repeats if isinstance(cell.latency.repeats, list) else None,
     }
-    if row["mIoU"] is not None and row["published_mIoU"] is not None:
-        row["delta_mIoU"] = 100 * (row["mIoU"] - row["published_mIoU"])
-    else:
-        row["delta_mIoU"] = None
-    row["why"] = _reasons(row, cell, weights)
+    derived = []
+    for q in table_quantities():
+        if q.derive is not None:
+            derived.append(q)
+            continue
+        v = num(q.raw(cell))
+        row[q.key] = v / q.divisor if v is not None else None
+    for q in derived:
+        row[q.key] = q.derive(row)
+    row["why"] = _reasons(row, cell)
     return row
 
 
-def _reasons(row: dict, cell: dict, weights: dict) -> dict[str, str]:
-    """Why each empty numeric column is empty, in a few words."""
-    why: dict[str, str] = {}
-    status = row["status"]
-    if status != "ok":
-        for c in COLUMNS:
-            if c.kind != "text" and row.get(c.key) is None:
-                why[c.key] = str(status or "no result")
-        return why
-    if row["weights"] == "random":
-        for k in ACCURACY_KEYS:
-            if row[k] is None:
-                why[k] = "random weights"
-    else:
-        note = cell.get("metrics_note") or "accuracy not measured"
-        for k in ACCURACY_KEYS:
-            if row[k] is None:
-                why[k] = str(note)
-    if row["gpu_peak"] is None:
-        why["gpu_peak"] = "not CUDA" if not str(cell.get("device", "")).startswith("cuda") else "not measured"
-    for k in ("latency_p50", "latency_p90", "throughput", "host_rss", "batch_size"):
-        if row[k] is None:
-            why[k] = "not measured"
-    if row["params"] is None:
-        why["params"] = "not counted"
-    if row["gflops"] is None:
-        why["gflops"] = "not counted"
-    if row["published_mIoU"] is None:
-        why["published_mIoU"] = "no ref."
-    if row["delta_mIoU"] is None:
-        why["delta_mIoU"] = "no ref." if row["published_mIoU"] is None else why.get("mIoU", "no accuracy")
+def _reason(q: Quantity, row: dict, cell: CellResult) -> str:
+    """Why quantity ``q`` of an ok cell has no value, in a few words."""
+    if q.path and q.path.startswith("accuracy."):
+        return "random weights" if row["weights"] == "random" else str(cell.accuracy.note or "accuracy not measured")
+    if q.path and q.path.startswith("provenance.published"):
+        return "no ref."
+    if q.path and q.path.startswith("memory.gpu") and not str(cell.identity.device or "").startswith("cuda"):
+        return "not CUDA"
+    if q.path and q.path.startswith("compute."):
+        return "not counted"
+    if q.derive is not None:
+        declared = {p.key: p for p in table_quantities()}
+        missing = next((declared[k] for k in q.inputs if k in declared and row.get(k) is None), None)
+        return _reason(missing, row, cell) if missing is not None else "not derived"
+    return "not measured"
+
+
+def _reasons(row: dict, cell: CellResult) -> dict[str, str]:
+    """Why each empty numeric column is empty."""
+    if row["status"] != "ok":
+        return {c.key: str(row["status"] or "no result") for c in columns()
+                if c.kind != "text" and row.get(c.key) is None}
+    why = {q.key: _reason(q, row, cell) for q in table_quantities() if row.get(q.key) is None}
+    if row["batch_size"] is None:
+        why["batch_size"] = "not measured"
     return why
 
 
@@ -175,7 +187,7 @@ def all_rows(runs: list[Run]) -> list[dict]:
 def best_values(rows: list[dict], keys: list[str] | None = None) -> dict[str, float]:
     """The best value of each ranked column (max or min by its direction) over rows with status ok."""
     best = {}
-    for c in COLUMNS:
+    for c in columns():
         if not c.better or (keys is not None and c.key not in keys):
             continue
         vals = [r[c.key] for r in rows if r["status"] == "ok" and r.get(c.key) is not None]

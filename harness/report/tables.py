@@ -19,16 +19,28 @@ import math
 
 from harness.errors import ConfigError
 from harness.report.escape import latex_escape, markdown_escape
-from harness.report.rows import BY_KEY, all_rows, family_label, num
+from harness.report.rows import all_rows, by_key, family_label, num, table_quantities
 from harness.results import Run
 
-DEFAULT_COLUMNS = ["model", "precision", "mIoU", "aAcc", "mAcc", "latency_p50", "throughput", "params", "gflops"]
 FORMATS = ("latex", "markdown", "csv")
 GROUPS = ("family", "none")
-ALIASES = {"latency": "latency_p50", "p50": "latency_p50", "p90": "latency_p90", "batch": "batch_size",
-           "gpu_memory": "gpu_peak", "memory": "host_rss", "rss": "host_rss", "published": "published_mIoU",
-           "delta": "delta_mIoU", "ips": "throughput"}
-NUMERIC_AVERAGED = ("mIoU", "aAcc", "mAcc", "latency_p50", "latency_p90", "throughput", "gpu_peak", "host_rss")
+TEXT_DEFAULTS = ("model", "precision")
+TEXT_ALIASES = {"batch": "batch_size"}
+
+
+def default_columns() -> list[str]:
+    """The identity columns model and precision, then every quantity declared for paper tables."""
+    return list(TEXT_DEFAULTS) + [q.key for q in table_quantities() if q.paper]
+
+
+def averaged_keys() -> list[str]:
+    """Quantities that differ between repeats of a cell: averaged (with an interval) when runs are merged."""
+    return [q.key for q in table_quantities() if q.varies and q.derive is None]
+
+
+def aliases() -> dict[str, str]:
+    """Other names accepted by ``--columns``: the quantities' aliases and the text ones."""
+    return {**TEXT_ALIASES, **{a: q.key for q in table_quantities() for a in q.aliases}}
 
 # two-sided 95% Student-t quantiles t(0.975, df) for df = 1..30; beyond that the normal 1.96 is used
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -56,11 +68,12 @@ def mean_ci(values: list[float]) -> tuple[float, float | None]:
 def resolve_columns(columns: list[str] | None) -> list[str]:
     """Column keys from names or aliases; ``ConfigError`` naming the unknown ones and the known keys."""
     if not columns:
-        return list(DEFAULT_COLUMNS)
-    keys = [ALIASES.get(c, c) for c in columns]
-    unknown = [c for c, k in zip(columns, keys, strict=True) if k not in BY_KEY]
+        return default_columns()
+    known, alias = by_key(), aliases()
+    keys = [alias.get(c, c) for c in columns]
+    unknown = [c for c, k in zip(columns, keys, strict=True) if k not in known]
     if unknown:
-        raise ConfigError(f"table --columns: unknown column(s) {', '.join(unknown)}; known: {', '.join(BY_KEY)}")
+        raise ConfigError(f"table --columns: unknown column(s) {', '.join(unknown)}; known: {', '.join(known)}")
     return keys
 
 
@@ -86,7 +99,7 @@ def merge_repeats(rows: list[dict]) -> list[dict]:
             row["status"] = "ok" if ok else members[0]["status"]
             base = ok[0] if ok else members[0]
             row.update({k: base[k] for k in ("why", "error", "weights")})
-            for key in NUMERIC_AVERAGED:
+            for key in averaged_keys():
                 vals = [m[key] for m in ok if m.get(key) is not None]
                 if vals:
                     row[key], half = mean_ci(vals)
@@ -101,8 +114,9 @@ def merge_repeats(rows: list[dict]) -> list[dict]:
 def _ranks(rows: list[dict], columns: list[str]) -> dict[tuple[int, str], int]:
     """(row index, column key) -> 1 for the best value, 2 for the second best, among ok rows."""
     ranks = {}
+    known = by_key()
     for key in columns:
-        col = BY_KEY[key]
+        col = known[key]
         if not col.better:
             continue
         vals = sorted({r[key] for r in rows if r["status"] == "ok" and r.get(key) is not None},
@@ -115,7 +129,7 @@ def _ranks(rows: list[dict], columns: list[str]) -> dict[tuple[int, str], int]:
 
 def _value_text(row: dict, key: str, decimals: int) -> tuple[str, str | None]:
     """(value text, CI half-width text or None) in display units; a missing value gives the short reason."""
-    col = BY_KEY[key]
+    col = by_key()[key]
     v = row.get(key)
     if col.kind == "text":
         return (str(v) if v not in (None, "") else "–"), None
@@ -153,7 +167,7 @@ def render_table(runs: list[Run], fmt: str = "markdown", columns: list[str] | No
                  group: str | bool = "family") -> str:
     """The table of ``runs`` in ``fmt`` (``latex``, ``markdown`` or ``csv``).
 
-    ``columns`` are row keys (see ``harness.report.rows.COLUMNS``) or aliases; ``decimals`` the
+    ``columns`` are row keys (see ``harness.report.rows.columns()``) or aliases; ``decimals`` the
     digits after the point; ``group`` ``"family"`` (or True) to group models by family.
     """
     if fmt not in FORMATS:
@@ -168,7 +182,8 @@ def render_table(runs: list[Run], fmt: str = "markdown", columns: list[str] | No
     if not rows:
         raise ConfigError("table: the run(s) hold no cell result")
     ranks = _ranks(rows, keys)
-    headers = [BY_KEY[k].header for k in keys]
+    known = by_key()
+    headers = [known[k].header for k in keys]
     cells = [[_value_text(r, k, decimals) for k in keys] for r in rows]
     if fmt == "csv":
         return _csv(rows, keys, headers, cells)
@@ -188,7 +203,7 @@ def _csv(rows, keys, headers, cells) -> str:
     for r, row_cells in zip(rows, cells, strict=True):
         out = [family_label(r["family"]), r["status"]]
         for i, (key, (text, half)) in enumerate(zip(keys, row_cells, strict=True)):
-            if BY_KEY[key].kind != "text" and r.get(key) is None:
+            if by_key()[key].kind != "text" and r.get(key) is None:
                 text = ""  # machines read an empty field; the status column says why
             out += [text] + ([half or ""] if i in with_ci else [])
         w.writerow(out)
@@ -197,7 +212,7 @@ def _csv(rows, keys, headers, cells) -> str:
 
 def _markdown(rows, keys, headers, cells, ranks, grouped) -> str:
     lines = ["| " + " | ".join(markdown_escape(h) for h in headers) + " |",
-             "|" + "|".join(":---" if BY_KEY[k].kind == "text" else "---:" for k in keys) + "|"]
+             "|" + "|".join(":---" if by_key()[k].kind == "text" else "---:" for k in keys) + "|"]
     family = object()
     for i, (r, row_cells) in enumerate(zip(rows, cells, strict=True)):
         if grouped and r["family"] != family:
@@ -213,7 +228,7 @@ def _markdown(rows, keys, headers, cells, ranks, grouped) -> str:
 
 
 def _latex(rows, keys, headers, cells, ranks, grouped) -> str:
-    align = "".join("l" if BY_KEY[k].kind == "text" else "r" for k in keys)
+    align = "".join("l" if by_key()[k].kind == "text" else "r" for k in keys)
     out = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{align}}}", r"\toprule",
            " & ".join(latex_escape(h) for h in headers) + r" \\", r"\midrule"]
     family = object()

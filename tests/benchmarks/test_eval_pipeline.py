@@ -21,9 +21,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 import harness
-from harness.cell import base_result, evaluate_accuracy
+from harness import stages
+from harness.launchers import Placement
 from harness.measure.latency import time_iterations
 from harness.suite import DEFAULT_MEASURE, DEFAULT_PROTOCOL, Cell
+from harness.tasks import get_task, task_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from layouts import write_ade20k  # noqa: E402
@@ -85,16 +87,16 @@ def test_pipeline_vs_model_only_and_naive_loop(tmp_path, benchmark, enforce_targ
                 dataset_split="validation", dataset_limit=None, dataset_options={}, device="cpu", precision="fp32",
                 amp="autocast", batch_size=4, runtime="pytorch", variant={}, protocol=dict(DEFAULT_PROTOCOL),
                 measure=dict(DEFAULT_MEASURE, num_workers=1, samples=0))
-    result = base_result(cell)
-    result["data"] = {}
     model.forward(model.preprocess([dataset.load(i).image for i in range(min(4, n))]))  # the cell's first inference
     t0 = time.perf_counter()
-    evaluate_accuracy(model, dataset, cell, tmp_path, result)
+    outcome = stages.accuracy(model, dataset, dataset, cell, tmp_path, get_task("segmentation"),
+                              task_module("segmentation"), Placement())
     ours_s = time.perf_counter() - t0
+    metrics = outcome.accuracy.metrics
     naive_metrics, naive_s = naive_loop(model_dir, root)
     # batched and per-image forwards may round differently and flip an argmax near a tie
-    assert abs(result["metrics"]["aAcc"] - naive_metrics["aAcc"]) < 1e-6
-    assert abs(result["metrics"]["mIoU"] - naive_metrics["mIoU"]) < 1e-6
+    assert abs(metrics["aAcc"] - naive_metrics["aAcc"]) < 1e-6
+    assert abs(metrics["mIoU"] - naive_metrics["mIoU"]) < 1e-6
 
     batches = [model.preprocess([dataset.load(j % n).image for j in range(i, i + 4)]) for i in range(0, 8, 4)]
     fwd_ms = time_iterations(model.forward, batches, warmup=1, iters=max(2, n // 4))
@@ -105,7 +107,7 @@ def test_pipeline_vs_model_only_and_naive_loop(tmp_path, benchmark, enforce_targ
           f"{torch.get_num_threads()} threads (CPU):")
     print(f"  model-only {model_only_ips:.1f} img/s; segbench end to end {ours_ips:.1f} img/s "
           f"({100 * ours_ips / model_only_ips:.0f}% of model-only); naive loop {n / naive_s:.1f} img/s; "
-          f"segbench / naive = {naive_s / ours_s:.2f}x; breakdown {result['timing']['accuracy_breakdown_s']}")
+          f"segbench / naive = {naive_s / ours_s:.2f}x; breakdown {outcome.breakdown_s}")
     if enforce_targets:
         assert naive_s / ours_s >= 2.0
         assert ours_ips >= 0.9 * model_only_ips

@@ -1,0 +1,289 @@
+"""The stages of measuring one cell, each a function that returns its part of the result.
+
+``harness.cell.run_cell`` calls them in order: :func:`load_model` -> :func:`load_dataset` ->
+:func:`cold_start` -> :func:`accuracy` -> :func:`latency` -> :func:`stage_latency` ->
+:func:`flops`. A stage knows nothing about the others' sections; what it measured is kept in
+the result as soon as it returns, so a later failure loses nothing already measured.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from harness.cell_result import Accuracy, Compute, Latency, Provenance
+from harness.errors import SegbenchError
+from harness.measure import latency as lat
+from harness.measure import memory as mem
+from harness.suite import Cell
+
+MIB = 1024 * 1024
+STAGE_KEYS = ("p50", "p90", "mean", "std", "min", "n")  # of a per-stage latency summary
+
+
+def _published(cell: Cell, model) -> dict | None:
+    """The reference figures for this cell's model, dataset and protocol (real weights only)."""
+    from harness.reference import published
+
+    if model.weights.get("source") == "random":
+        return None
+    return published(cell.model, cell.dataset, cell.protocol.get("mode", "whole"))
+
+
+def load_model(cell: Cell, loader) -> tuple[object, float, Provenance, Compute, float]:
+    """The model adapter, its load time (s), its provenance, its parameter count and weight MiB."""
+    t0 = time.perf_counter()
+    model = loader(cell.model, weights=cell.weights, device=cell.device, precision=cell.precision, amp=cell.amp,
+                   upsample=cell.protocol.get("upsample", "bilinear"), runtime=cell.runtime,
+                   trust_remote_code=cell.trust_remote_code, **cell.variant, **cell.model_options)
+    seconds = time.perf_counter() - t0
+    provenance = Provenance(family=model.family, weights=model.weights, input_size=list(model.input_size),
+                            published=_published(cell, model), parity=getattr(model, "parity", None))
+    return model, seconds, provenance, Compute(params=model.params()), model.weight_bytes() / MIB
+
+
+def protocol_as_run(cell: Cell, model) -> dict:
+    """The cell's protocol with the runtime's own additions (e.g. LiteRT's letterbox)."""
+    note = getattr(model, "protocol_note", None)
+    return {**cell.protocol, **note} if note is not None else dict(cell.protocol)
+
+
+def load_dataset(cell: Cell, loader, task_module, shard: tuple[int, int] | None = None):
+    """The cell's dataset (``shard`` = this process's share under torchrun) and, without a shard,
+    its provenance: ``{num_samples, digest, files, skipped}`` plus the task's description."""
+    dataset = loader(cell.dataset, root=cell.dataset_root, split=cell.dataset_split, limit=cell.dataset_limit,
+                     **({"shard": shard} if shard is not None else {}), **cell.dataset_options)
+    data = {"num_samples": len(dataset), "digest": dataset.digest(), "files": dataset.files(), "skipped": []}
+    return dataset, data, task_module.describe_dataset(dataset)
+
+
+def timing_samples(dataset, count: int, policy: str = "error") -> list:
+    """The first ``count`` decodable samples (broken ones skipped under policy "skip")."""
+    from harness.errors import DataError
+
+    out = []
+    for i in range(len(dataset)):
+        if len(out) >= count:
+            break
+        try:
+            out.append(dataset.load(i))
+        except DataError:
+            if policy != "skip":
+                raise
+    if not out:
+        raise SegbenchError(f"dataset {dataset.name!r} has no readable sample to time the model on")
+    return out
+
+
+def latency_inputs(model, dataset, batch_size: int, count: int = 4, policy: str = "error") -> list[torch.Tensor]:
+    """Up to ``count`` distinct batches of real preprocessed dataset images, already on the device."""
+    singles = [model.preprocess([s.image]) for s in timing_samples(dataset, max(count, batch_size), policy)]
+    batches = []
+    for b in range(count):
+        idx = [(b * batch_size + j) % len(singles) for j in range(batch_size)]
+        x = torch.cat([singles[i] for i in idx])
+        if float(x.abs().sum()) == 0.0:
+            raise SegbenchError("refusing to time on an all-zero input batch")
+        batches.append(x.to(model.device))
+    return batches
+
+
+def cold_start(model, dataset, cell: Cell) -> tuple[torch.Tensor, float]:
+    """The first batch and the first inference's time in ms (cold: lazy init, autotuning, compile)."""
+    first = latency_inputs(model, dataset, cell.batch_size, count=1, policy=cell.measure["on_bad_sample"])[0]
+    t0 = time.perf_counter()
+    model.forward(first)
+    lat._sync(model.device)
+    return first, (time.perf_counter() - t0) * 1000.0
+
+
+def accuracy_note(model, cell: Cell) -> str | None:
+    """Why accuracy is not measured for this cell (None when it is)."""
+    from harness.tasks.segmentation import RANDOM_NOTE
+
+    parity = getattr(model, "parity", None)
+    if model.weights.get("source") == "random":
+        return RANDOM_NOTE
+    if parity is not None and not parity.get("passed", True):
+        return "runtime parity check against PyTorch failed: accuracy not shown"
+    if not cell.measure["accuracy"]:
+        return "accuracy not requested (measure.accuracy: false)"
+    return None
+
+
+class _StageClock:
+    """Seconds spent per stage of the accuracy loop: waiting for data, forward, postprocess, metric.
+
+    On CUDA each stage is synchronised before it is read, so time is charged where it is spent.
+    """
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.totals: dict[str, float] = {"data_wait": 0.0, "forward": 0.0, "postprocess": 0.0, "metric": 0.0}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.totals[stage] = self.totals.get(stage, 0.0) + seconds
+
+    def run(self, stage: str, fn, *args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        lat._sync(self.device)
+        self.add(stage, time.perf_counter() - t0)
+        return out
+
+    def wait(self, iterable):
+        it = iter(iterable)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                item = next(it)
+            except StopIteration:
+                return
+            self.add("data_wait", time.perf_counter() - t0)
+            yield item
+
+
+@dataclass
+class AccuracyOutcome:
+    """What the accuracy stage measured: the metrics, the loop's times (s), the samples it saved,
+    the broken samples it skipped and the images it evaluated."""
+
+    accuracy: Accuracy
+    seconds: float
+    breakdown_s: dict
+    samples: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    num_evaluated: int = 0
+
+
+def _predict(model, batch, cell: Cell, task_module, clock: _StageClock) -> list[torch.Tensor]:
+    """The batch's predictions at each image's size (whole: forward + postprocess; else the protocol)."""
+    if cell.protocol.get("mode", "whole") == "whole":
+        outputs = clock.run("forward", model.forward, batch.pixel_values)
+        return clock.run("postprocess", model.postprocess, outputs, batch.sizes)
+    return clock.run("forward", lambda ims: [task_module.predict_with_protocol(model, im, cell.protocol)
+                                             for im in ims], batch.images)
+
+
+def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module, placement) -> AccuracyOutcome:
+    """The task's metrics over ``share`` (this process's part of ``dataset``), summed over the
+    placement's processes; the first ``measure.samples`` predictions are saved (main process)."""
+    from tqdm import tqdm
+
+    from harness.data.loader import make_loader
+
+    engine = task_module.make_engine(model, dataset, cell.seed)
+    whole = cell.protocol.get("mode", "whole") == "whole"
+    loader = make_loader(share, batch_size=cell.batch_size, num_workers=cell.measure["num_workers"],
+                         preprocess=model.preprocessor if whole else None,
+                         on_bad_sample=cell.measure["on_bad_sample"])
+    out = AccuracyOutcome(Accuracy(), 0.0, {})
+    keep = cell.measure["samples"] if placement.is_main else 0
+    clock = _StageClock(model.device)
+    failure: BaseException | None = None
+    t0 = time.perf_counter()
+    try:
+        with tqdm(total=len(share), desc=f"accuracy {cell.cell_id[:40]}", unit="img", leave=False,
+                  file=sys.stderr, disable=not placement.is_main) as bar:
+            for batch in clock.wait(loader):
+                out.skipped.extend(batch.skipped)
+                if batch.ids:
+                    preds = _predict(model, batch, cell, task_module, clock)
+                    targets = getattr(batch, task.batch_field)
+                    t_metric = time.perf_counter()
+                    engine.update(preds, targets)
+                    for pred, target, sid in zip(preds, targets, batch.ids, strict=True):
+                        if len(out.samples) < keep:
+                            out.samples.append(task_module.save_sample(run_dir, cell.cell_id, cell.dataset, share,
+                                                                       sid, pred, target))
+                    clock.add("metric", time.perf_counter() - t_metric)
+                    out.num_evaluated += len(batch.ids)
+                bar.update(len(batch.ids) + len(batch.skipped))
+    except Exception as e:  # tell the other processes before raising, so none waits forever
+        failure = e
+    if placement.failed_elsewhere(failure is not None):
+        raise SegbenchError("another rank failed while evaluating this cell")
+    if failure is not None:
+        raise failure
+    out.seconds, out.breakdown_s = time.perf_counter() - t0, clock.totals
+    engine.reduce(placement)
+    out.skipped = placement.concat(out.skipped)
+    out.num_evaluated = placement.total(out.num_evaluated)
+    out.accuracy = Accuracy(metrics=engine.compute())
+    return out
+
+
+def latency(model, dataset, cell: Cell) -> tuple[Latency, dict]:
+    """Model-forward latency (inputs already on the device) and the memory peaks of the timed region
+    (MiB: ``gpu_peak_allocated``, ``gpu_peak_reserved``, ``device_used``)."""
+    from tqdm import tqdm
+
+    m = cell.measure
+    inputs = latency_inputs(model, dataset, cell.batch_size, policy=m["on_bad_sample"])
+    mem.reset_cuda_peak(model.device)
+    info: dict = {}
+    with tqdm(total=m["iters"], desc=f"latency  {cell.cell_id[:40]}", unit="it", leave=False,
+              file=sys.stderr) as bar:
+        samples = lat.time_iterations(model.forward, inputs, warmup=m["warmup"], iters=m["iters"],
+                                      device=model.device, min_time_s=m["min_time_s"], progress=bar.update,
+                                      warmup_cv=m["warmup_cv"], max_warmup=m["max_warmup"], info=info)
+    stats = lat.summarize(samples)
+    alloc, reserved = mem.cuda_peaks_mib(model.device)
+    throughput = cell.batch_size * 1000.0 / stats["mean"] if stats["mean"] else None
+    peaks = {"gpu_peak_allocated": alloc, "gpu_peak_reserved": reserved, "device_used": mem.nvml_used_mib(model.device)}
+    return Latency(forward_ms=stats, warmup=info, throughput_ips=throughput), peaks
+
+
+def _summary(samples: list[float]) -> dict:
+    return {k: v for k, v in lat.summarize(samples).items() if k in STAGE_KEYS}
+
+
+def stage_latency(model, dataset, cell: Cell, task_module, forward_ms: dict | None) -> dict:
+    """Per-stage latency in ms for one batch: decode, preprocess, forward, postprocess, end to end.
+
+    ``decode`` reads and decodes the batch's files; ``end_to_end`` goes from decoded PIL images to
+    predictions on the host (preprocess + copy + forward + postprocess + copy back); ``forward`` is
+    the latency stage's summary.
+    """
+    iters = max(1, min(cell.measure["iters"], 10))
+    ids = {s.id for s in timing_samples(dataset, cell.batch_size, cell.measure["on_bad_sample"])}
+    idx = [i for i in range(len(dataset)) if dataset.sample_id(i) in ids]
+    idx = [idx[j % len(idx)] for j in range(cell.batch_size)]
+    decode = lat.time_iterations(lambda _: [dataset.load(i) for i in idx], [0], warmup=0, iters=iters)
+    images = [dataset.load(i).image for i in idx]
+    sizes = [(im.height, im.width) for im in images]
+    pre = lat.time_iterations(model.preprocess, [images], warmup=1, iters=iters)
+    out = model.forward(model.preprocess(images).to(model.device))
+    post = lat.time_iterations(lambda o: model.postprocess(o, sizes), [out], warmup=1, iters=iters,
+                               device=model.device)
+
+    def end_to_end(ims):
+        if cell.protocol.get("mode", "whole") != "whole":
+            return [task_module.predict_with_protocol(model, im, cell.protocol).cpu() for im in ims]
+        return [p.cpu() for p in model.postprocess(model.forward(model.preprocess(ims)), sizes)]
+
+    e2e = lat.time_iterations(end_to_end, [images], warmup=1, iters=iters, device=model.device)
+    return {"decode": _summary(decode), "preprocess": _summary(pre),
+            "forward": {k: v for k, v in (forward_ms or {}).items() if k in STAGE_KEYS} or None,
+            "postprocess": _summary(post), "end_to_end": _summary(e2e)}
+
+
+def flops(model, first_batch: torch.Tensor, cell: Cell, forward_ms: dict | None, compute: Compute) -> Compute:
+    """``compute`` with forward GFLOPs per image at the model's input size; on CUDA, achieved TFLOP/s
+    (FLOPs x batch / mean latency) and the share of the device's dense peak for the precision."""
+    from harness.measure.flops import count_flops, peak_tflops
+
+    if model.module is None:
+        return compute
+    count = count_flops(model.forward, first_batch[:1])
+    out = Compute(params=compute.params, gflops=count / 1e9)
+    mean = (forward_ms or {}).get("mean")
+    if mean and model.device.type == "cuda":
+        out.achieved_tflops = count * cell.batch_size / (mean / 1000.0) / 1e12
+        out.peak_tflops = peak_tflops(torch.cuda.get_device_name(model.device), cell.precision)
+        out.peak_fraction = out.achieved_tflops / out.peak_tflops if out.peak_tflops else None
+    return out

@@ -1,0 +1,43 @@
+"""Tasks: what differs between dense prediction tasks, behind one seam.
+
+A :class:`Task` declares the task's quantities (its columns in every view), its headline
+quantity (plotted against latency), the dataset field holding the ground truth, and the module
+that measures it. The measuring module (``harness.tasks.<name>``, imported when a cell of the
+task runs) provides:
+
+- ``check_compatible(model, dataset)``: ConfigError when the model cannot be scored on the dataset;
+- ``predict_with_protocol(model, image, protocol)``: one prediction under a slide or multiscale protocol;
+- ``make_engine(model, dataset, seed)``: a :class:`harness.tasks.base.MetricEngine`;
+- ``describe_dataset(dataset)``: task-specific provenance (class names, palette) for the result;
+- ``save_sample(run_dir, cell, dataset, sample_id, pred, target)``: files of one qualitative sample;
+- ``report_panels(pairs)``: chart specs of the task's own report panels (per-class heatmaps, ...).
+
+Adding a task: a module beside segmentation.py and one :class:`Task` entry below; the runner,
+the results store and the report core do not change.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from harness.errors import ConfigError, did_you_mean
+from harness.tasks.base import MetricEngine, Task
+from harness.tasks.segmentation import SEGMENTATION
+
+__all__ = ["TASKS", "Task", "MetricEngine", "get_task", "task_module"]
+
+TASKS: dict[str, Task] = {t.name: t for t in (SEGMENTATION,)}
+
+
+def get_task(name: str) -> Task:
+    """The task declared as ``name``; ConfigError listing the declared ones otherwise."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ConfigError(f"task {name!r} is not one of {', '.join(TASKS)}{did_you_mean(str(name), TASKS)}") from None
+
+
+def task_module(name: str) -> ModuleType:
+    """The measuring module of task ``name``."""
+    return importlib.import_module(get_task(name).module)

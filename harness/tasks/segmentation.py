@@ -1,0 +1,189 @@
+"""Semantic segmentation: label maps scored by a dataset-level confusion matrix.
+
+The ground truth is the sample's ``label`` (int64 class indices, ``ignore_index`` elsewhere);
+the model's postprocess gives label maps at the label's size; the engine is
+:class:`harness.metrics.SegmentationMetrics` (mmsegmentation's conventions: intersections and
+unions summed over the dataset, NaN for classes absent from it), plus a bootstrap interval of
+mIoU over images when there are enough images for one.
+
+Only the declarations are imported with the module; torch and numpy work happens in functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.quantities import Check, Quantity
+from harness.tasks.base import Task
+
+MIN_BOOTSTRAP_IMAGES = 20
+"""Below this many images an interval over images says little (the resamples repeat a handful of
+images), so none is reported; ``metrics.mIoU_ci_note`` says why instead."""
+
+RANDOM_NOTE = "random weights: speed and memory only, accuracy not measured"
+
+
+def _delta_miou(row: dict) -> float | None:
+    """Measured minus published mIoU, in percentage points."""
+    if row.get("mIoU") is None or row.get("published_mIoU") is None:
+        return None
+    return 100 * (row["mIoU"] - row["published_mIoU"])
+
+
+def _fraction(key: str, header: str, check: Check | None = None, shown: str = "always", paper: bool = False) -> Quantity:
+    return Quantity(key, f"accuracy.metrics.{key}", header, "fraction", "max", "pct", key, task="segmentation",
+                    check=check, shown=shown, paper=paper)
+
+
+def _per_class(key: str, header: str) -> Quantity:
+    return Quantity(key, f"accuracy.metrics.{key}", header, "fraction", "max", "pct", key, task="segmentation",
+                    table=False, per_class=True)
+
+
+QUANTITIES: tuple[Quantity, ...] = (
+    _fraction("mIoU", "mIoU (%)", Check("drop", "max_miou_drop", 0.005,
+                                         "absolute mIoU drop that fails (fraction: 0.005 = 0.5 points)"), paper=True),
+    _fraction("aAcc", "aAcc (%)", Check("drop", "max_aacc_drop", 0.005, "absolute aAcc drop that fails (fraction)"),
+              paper=True),
+    _fraction("mAcc", "mAcc (%)", paper=True),
+    _fraction("mDice", "mDice (%)", shown="mDice"),
+    _fraction("mPrecision", "mPrecision (%)", shown="mPrecision"),
+    _fraction("mRecall", "mRecall (%)", shown="mRecall"),
+    Quantity("published_mIoU", "provenance.published.mIoU", "published mIoU (%)", "fraction", None, "pct",
+             "published_mIoU", task="segmentation", varies=False, shown="published_mIoU", aliases=("published",)),
+    Quantity("delta_mIoU", None, "Δ mIoU (pts)", "points", None, "num", "delta_mIoU", task="segmentation",
+             shown="published_mIoU", aliases=("delta",), derive=_delta_miou,
+             inputs=("published_mIoU", "mIoU")),
+    _per_class("IoU", "IoU (%)"),
+    _per_class("Acc", "Acc (%)"),
+    _per_class("Dice", "Dice (%)"),
+    _per_class("Precision", "Precision (%)"),
+    _per_class("Recall", "Recall (%)"),
+)
+
+SEGMENTATION = Task("segmentation", "semantic segmentation: label maps, confusion-matrix metrics (mIoU, ...)",
+                    QUANTITIES, headline="mIoU", batch_field="labels", module="harness.tasks.segmentation")
+
+
+def check_compatible(model, dataset) -> None:
+    """ConfigError when the model's label space is not the dataset's."""
+    from harness.errors import ConfigError
+
+    ms, ds = getattr(model, "label_set", None), getattr(dataset, "label_set", None)
+    if ms and ds and ms != ds:
+        raise ConfigError(f"label spaces differ: model {model.name!r} predicts {ms!r} labels "
+                          f"({model.num_labels} classes) but dataset {dataset.name!r} is {ds!r} "
+                          f"({dataset.num_classes} classes)")
+    if not (ms and ds) and model.output_kind == "logits" and model.num_labels != dataset.num_classes:
+        raise ConfigError(f"label spaces differ: model {model.name!r} has {model.num_labels} labels, "
+                          f"dataset {dataset.name!r} has {dataset.num_classes} classes")
+
+
+class SegmentationEngine:
+    """Confusion-matrix metrics with per-image records for a bootstrap interval (see the module docstring)."""
+
+    def __init__(self, num_classes: int, ignore_index: int, device, seed: int = 0):
+        from harness.metrics import SegmentationMetrics
+
+        self.metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index, device=device, keep_per_image=True)
+        self.seed = seed
+        self.num_images = 0
+        self._per_image: tuple[Any, Any] | None = None  # (inter, union) after a reduce over ranks
+
+    def update(self, preds: list, targets: list) -> None:
+        """Add label maps (int64 tensors on the device) and their ground truths (arrays)."""
+        import numpy as np
+        import torch
+
+        for pred, target in zip(preds, targets, strict=True):
+            t = torch.from_numpy(np.asarray(target)).to(pred.device)
+            self.metrics.update(pred.unsqueeze(0), t.unsqueeze(0))
+            self.num_images += 1
+
+    def reduce(self, placement) -> None:
+        """Sum the counts over the placement's processes and gather the per-image records."""
+        import numpy as np
+
+        if placement.world_size == 1:
+            return
+        self.metrics.load_state_tensor(placement.sum(self.metrics.state_tensor()))
+        inter, union = self.metrics.per_image()[:2]
+        parts = [p for p in placement.gather((np.asarray(inter), np.asarray(union))) if len(p[0])]
+        C = self.metrics.num_classes
+        self._per_image = (np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, C)),
+                           np.concatenate([p[1] for p in parts]) if parts else np.zeros((0, C)))
+        self.num_images = sum(placement.gather(self.num_images))
+
+    def compute(self) -> dict:
+        """The metrics (see :func:`harness.metrics.metrics_from_confusion`), ``num_images`` and the
+        95% bootstrap interval ``mIoU_ci`` over images (or ``mIoU_ci_note`` saying why there is none)."""
+        from harness.metrics import bootstrap_miou
+
+        out = self.metrics.compute()
+        out["num_images"] = self.num_images
+        inter, union = self._per_image if self._per_image is not None else self.metrics.per_image()[:2]
+        if self.num_images >= MIN_BOOTSTRAP_IMAGES:
+            out["mIoU_ci"] = list(bootstrap_miou(inter, union, seed=self.seed))
+        else:
+            out["mIoU_ci_note"] = (f"no bootstrap interval: {self.num_images} image(s), fewer than the "
+                                   f"{MIN_BOOTSTRAP_IMAGES} an interval over images needs")
+        return out
+
+
+def make_engine(model, dataset, seed: int = 0) -> SegmentationEngine:
+    return SegmentationEngine(dataset.num_classes, dataset.ignore_index, model.device, seed)
+
+
+def describe_dataset(dataset) -> dict:
+    """Class names and, when the dataset has one, its palette (lists), for the result's provenance."""
+    import numpy as np
+
+    palette = getattr(dataset, "palette", None)
+    return {"class_names": list(dataset.class_names),
+            "palette": np.asarray(palette).tolist() if palette is not None else None}
+
+
+def predict_with_protocol(model, image, protocol: dict):
+    """A label map (H, W) on the model's device under a slide or multiscale protocol."""
+    from harness.protocols import predict_with_protocol as predict
+
+    return predict(model, image, protocol)
+
+
+def _safe_name(text: str, limit: int) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in text)[:limit]
+
+
+def _save_png(path: Path, array) -> None:
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), mode="L").save(path)
+
+
+def save_sample(run_dir: Path, cell_id: str, dataset_name: str, dataset, sample_id: str, pred, target) -> dict:
+    """Write the input (once per dataset), its label and this cell's prediction; return their
+    paths relative to the run directory as ``{id, image, label, pred}``."""
+    import numpy as np
+
+    safe = _safe_name(sample_id, 80)
+    base = Path("samples") / _safe_name(dataset_name, 64)
+    image_rel, label_rel = base / f"{safe}.jpg", base / f"{safe}.label.png"
+    pred_rel = Path("samples") / cell_id / f"{safe}.png"
+    if not (run_dir / image_rel).exists():
+        idx = next((i for i in range(len(dataset)) if dataset.sample_id(i) == sample_id), None)
+        if idx is not None:
+            (run_dir / image_rel).parent.mkdir(parents=True, exist_ok=True)
+            dataset.load(idx).image.convert("RGB").save(run_dir / image_rel, quality=90)
+            _save_png(run_dir / label_rel, np.asarray(target))
+    _save_png(run_dir / pred_rel, pred.cpu().numpy())
+    return {"id": sample_id, "image": str(image_rel), "label": str(label_rel), "pred": str(pred_rel)}
+
+
+def report_panels(pairs: list) -> list[dict]:
+    """Per-class IoU heatmaps, one per dataset (see :func:`harness.report.plots.iou_heatmaps`)."""
+    from harness.report.plots import iou_heatmaps
+
+    return iou_heatmaps(pairs)
