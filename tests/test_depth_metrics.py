@@ -201,6 +201,21 @@ def test_state_merges_and_all_reduce_sum():
     assert whole.compute()["num_images"] == 0
 
 
+def test_many_small_updates_fold_into_the_state_in_batches():
+    rng = np.random.default_rng(12)
+    pred, gt = synthetic_pair(rng, (150, 8, 9))  # more updates than are kept pending at once
+    batched, single = DepthMetrics(), DepthMetrics()
+    batched.update(pred, gt)
+    for p, g in zip(pred, gt, strict=True):
+        single.update(p, g)
+    torch.testing.assert_close(single.state_tensor(), batched.state_tensor(), rtol=1e-12, atol=0)
+    assert single.compute()["num_images"] == 150
+    other = DepthMetrics()
+    other.update(pred[:3], gt[:3])  # pending, not yet folded: merge and state_tensor fold it first
+    single.merge(other)
+    assert single.compute()["num_images"] == 153
+
+
 def test_numpy_and_torch_kernels_agree():
     """The CPU kernel and the whole-tensor kernel (CUDA's path) give the same sums on the same crops."""
     rng = np.random.default_rng(9)
@@ -214,6 +229,22 @@ def test_numpy_and_torch_kernels_agree():
     assert cpu.shape == dev.shape == (3, len(RAW))
     np.testing.assert_array_equal(cpu[:, [0, 7, 8, 9]], dev[:, [0, 7, 8, 9]])
     np.testing.assert_allclose(cpu, dev, rtol=2e-5)
+
+
+def test_threads_give_the_same_state_and_pickle():
+    import pickle
+
+    rng = np.random.default_rng(11)
+    pred, gt = synthetic_pair(rng, (3, 300, 400))  # two blocks per image
+    one, two = DepthMetrics(), DepthMetrics(threads=2)
+    one.update(pred, gt)
+    two.update(pred, gt)
+    assert torch.equal(one.state_tensor(), two.state_tensor())  # blocks summed in a fixed order
+    copy = pickle.loads(pickle.dumps(two))
+    copy.update(pred[:1], gt[:1])
+    assert copy.compute()["num_images"] == 4
+    with pytest.raises(ValueError, match="threads"):
+        DepthMetrics(threads=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -40,6 +40,8 @@ products, and thresholds compared on |r|. docs/PERFORMANCE.md has the figures.
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -56,8 +58,10 @@ STATE_FIELDS = (("images",) + tuple(f"image_{m}" for m in METRICS) + tuple(f"poo
 REDUCTIONS = ("image", "pixel")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "nearest-exact", "area")
 LN_125 = math.log(1.25)
+# CPU updates folded into the state at once (their per-image metrics computed in one numpy call).
+_PENDING = 64
 # Pixels per CPU block: a few float32 buffers of this size stay in a core's L2 cache.
-_BLOCK = 1 << 18
+_BLOCK = 1 << 16
 
 _I_IMAGES = 0
 _I_IMAGE = slice(1, 1 + len(METRICS))
@@ -98,6 +102,21 @@ def _metrics_torch(s: torch.Tensor) -> torch.Tensor:
         s[:, 7] * inv, s[:, 8] * inv, s[:, 9] * inv], dim=-1)
 
 
+def block_rows(width: int) -> int:
+    """Rows of a crop ``width`` pixels wide in one CPU block."""
+    return max(1, _BLOCK // width)
+
+
+_LOCAL = threading.local()
+
+
+def _thread_kernel() -> _NumpyKernel:
+    """This thread's kernel (each thread has its own buffers)."""
+    if not hasattr(_LOCAL, "kernel"):
+        _LOCAL.kernel = _NumpyKernel()
+    return _LOCAL.kernel
+
+
 class _NumpyKernel:
     """CPU kernel: raw sums of one image's crop, in blocks of rows, numpy in the calling thread."""
 
@@ -113,18 +132,19 @@ class _NumpyKernel:
 
     def image(self, p: np.ndarray, g: np.ndarray, m: np.ndarray | None, lo: float, hi: float) -> np.ndarray:
         """Raw sums (float64, len(RAW)) of a (h, w) crop of prediction ``p`` and ground truth ``g``."""
-        self._buffers(p.dtype)
-        h, w = g.shape
-        rows = max(1, _BLOCK // w)
+        rows = block_rows(g.shape[1])
         total = np.zeros(len(RAW), dtype=np.float64)
-        for a in range(0, h, rows):
-            b = min(h, a + rows)
-            sums = self._block(p[a:b], g[a:b], None if m is None else m[a:b], lo, hi)
-            if not np.all(np.isfinite(sums)):  # NaN in the prediction or the ground truth: the slow, exact path
-                sums = self._block(np.nan_to_num(p[a:b], nan=lo), np.nan_to_num(g[a:b], nan=0.0),
-                                   None if m is None else m[a:b], lo, hi)
-            total += sums
+        for a in range(0, g.shape[0], rows):
+            total += self.block_sums(p[a:a + rows], g[a:a + rows], None if m is None else m[a:a + rows], lo, hi)
         return total
+
+    def block_sums(self, p: np.ndarray, g: np.ndarray, m: np.ndarray | None, lo: float, hi: float) -> np.ndarray:
+        """Raw sums of a block of at most :data:`_BLOCK` pixels (whole rows of a crop)."""
+        self._buffers(p.dtype)
+        sums = self._block(p, g, m, lo, hi)
+        if not np.all(np.isfinite(sums)):  # NaN in the prediction or the ground truth: the slow, exact path
+            sums = self._block(np.nan_to_num(p, nan=lo), np.nan_to_num(g, nan=0.0), m, lo, hi)
+        return sums
 
     def _block(self, p, g, m, lo: float, hi: float) -> np.ndarray:
         k = p.size
@@ -213,11 +233,13 @@ class DepthMetrics:
         interpolation, align_corners: how a prediction of another size is resized to the ground truth's.
         min_valid_pixels: images with fewer evaluated pixels are left out and counted.
         device: where the state lives; default: the device of the first prediction.
+        threads: CPU threads for the numpy kernel (1: the calling thread only). Python threads
+            wait without spinning, so a busy core slows them but never stalls them.
     """
 
     def __init__(self, min_depth: float = 1e-3, max_depth: float = 10.0, crop=None, alignment: str = "none",
                  reduction: str = "image", interpolation: str = "bilinear", align_corners: bool | None = True,
-                 min_valid_pixels: int = 1, device: str | torch.device | None = None):
+                 min_valid_pixels: int = 1, device: str | torch.device | None = None, threads: int = 1):
         if not (math.isfinite(min_depth) and math.isfinite(max_depth) and 0 <= min_depth < max_depth):
             raise ValueError(f"depth range ({min_depth!r}, {max_depth!r}): expected finite 0 <= min_depth < max_depth (metres)")
         check_crop(crop)
@@ -235,7 +257,10 @@ class DepthMetrics:
         self.align_corners = align_corners if interpolation in ("bilinear", "bicubic") else None
         self.min_valid_pixels = int(min_valid_pixels)
         self.device = torch.device(device) if device is not None else None
-        self._kernel = _NumpyKernel()
+        if int(threads) < 1:
+            raise ValueError(f"threads must be at least 1, got {threads!r}")
+        self.threads = int(threads)
+        self._pool: ThreadPoolExecutor | None = None
         self.reset()
 
     def settings(self) -> dict:
@@ -249,6 +274,9 @@ class DepthMetrics:
     def reset(self) -> None:
         """Forget every image."""
         self._state: torch.Tensor | None = None
+        # CPU updates wait here as raw per-image sums and are folded into the state in batches
+        self._pending: list[np.ndarray] = []
+        self._pending_counts = np.zeros(2, dtype=np.int64)  # images, degenerate alignments
 
     # -- update ----------------------------------------------------------------------------
     def _inputs(self, pred, target, mask):
@@ -294,27 +322,65 @@ class DepthMetrics:
                 fit &= m
             p, degenerate = align(p, g, fit, self.alignment, self.max_depth)
         if p.device.type == "cpu":
-            pn, gn = p.numpy(), g.numpy()
-            mn = None if m is None else m.numpy()
-            raw = np.stack([self._kernel.image(pn[i], gn[i], None if mn is None else mn[i], lo, hi)
-                            for i in range(n)])
+            raw = self._cpu_sums(p.numpy(), g.numpy(), None if m is None else m.numpy(), lo, hi)
         else:
             raw = _torch_sums(p, g, m, lo, hi)
         self._accumulate(raw, n, degenerate, p.device)
 
+    def _flush(self) -> None:
+        """Fold the raw sums of pending CPU updates into the state (per-image metrics computed in one go)."""
+        if not self._pending:
+            return
+        raw_np = np.concatenate(self._pending)
+        n, degenerate = (int(v) for v in self._pending_counts)
+        self._pending, self._pending_counts = [], np.zeros(2, dtype=np.int64)
+        kept = raw_np[:, 0] >= self.min_valid_pixels
+        s = self._state.numpy()  # a view: the additions land in the state tensor
+        s[_I_IMAGES] += kept.sum()
+        s[_I_IMAGE] += metrics_from_sums(raw_np[kept]).sum(axis=0)
+        s[_I_POOLED] += raw_np[kept].sum(axis=0)
+        s[_I_SEEN] += n
+        s[_I_EMPTY] += n - kept.sum()
+        s[_I_DEGENERATE] += degenerate
+
+    def _cpu_sums(self, p: np.ndarray, g: np.ndarray, m: np.ndarray | None, lo: float, hi: float) -> np.ndarray:
+        """(N, len(RAW)) raw sums of (N, h, w) crops: blocks of rows, on ``threads`` CPU threads.
+
+        Blocks are summed per image in a fixed order, so the result does not depend on the threads.
+        """
+        n, h, w = g.shape
+        rows = block_rows(w)
+        jobs = [(i, a) for i in range(n) for a in range(0, h, rows)]
+
+        def run(job):
+            i, a = job
+            return _thread_kernel().block_sums(p[i, a:a + rows], g[i, a:a + rows],
+                                               None if m is None else m[i, a:a + rows], lo, hi)
+
+        if self.threads > 1 and len(jobs) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="depth-metrics")
+            results = self._pool.map(run, jobs)
+        else:
+            results = map(run, jobs)
+        raw = np.zeros((n, len(RAW)), dtype=np.float64)
+        for (i, _), sums in zip(jobs, results, strict=True):
+            raw[i] += sums
+        return raw
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_pool"] = None  # threads do not travel
+        return state
+
     def _accumulate(self, raw: torch.Tensor | np.ndarray, n: int, degenerate: int, device: torch.device) -> None:
         """Add an (N, len(RAW)) batch of raw sums (numpy from the CPU kernel, else a tensor) to the state."""
-        state = self.state_tensor(device)
+        state = self._ensure_state(device)
         if state.device.type == "cpu":
-            raw_np = raw if isinstance(raw, np.ndarray) else raw.cpu().numpy()
-            kept = raw_np[:, 0] >= self.min_valid_pixels
-            s = state.numpy()  # a view: the additions land in the state tensor
-            s[_I_IMAGES] += kept.sum()
-            s[_I_IMAGE] += metrics_from_sums(raw_np[kept]).sum(axis=0)
-            s[_I_POOLED] += raw_np[kept].sum(axis=0)
-            s[_I_SEEN] += n
-            s[_I_EMPTY] += n - kept.sum()
-            s[_I_DEGENERATE] += degenerate
+            self._pending.append(raw if isinstance(raw, np.ndarray) else raw.cpu().numpy())
+            self._pending_counts += (n, degenerate)
+            if len(self._pending) >= _PENDING:
+                self._flush()
             return
         raw = torch.as_tensor(raw).to(state.device)
         kept = raw[:, 0] >= self.min_valid_pixels
@@ -335,6 +401,11 @@ class DepthMetrics:
         The accumulation device is ``device`` given to the constructor, else that of the first
         prediction (``device`` here: used only when no state exists yet), else the CPU.
         """
+        self._ensure_state(device)
+        self._flush()
+        return self._state
+
+    def _ensure_state(self, device: torch.device | None) -> torch.Tensor:
         if self._state is None:
             with torch.inference_mode(False):
                 self._state = torch.zeros(len(STATE_FIELDS), dtype=torch.float64,
@@ -347,6 +418,7 @@ class DepthMetrics:
             shape = tuple(t.shape) if hasattr(t, "shape") else type(t).__name__
             raise ValueError(f"state tensor of shape {shape}: expected a float vector of {len(STATE_FIELDS)} "
                              "sums (DepthMetrics STATE_FIELDS)")
+        self._pending, self._pending_counts = [], np.zeros(2, dtype=np.int64)
         with torch.inference_mode(False):
             self._state = t.to(torch.float64, copy=True)
 
