@@ -258,7 +258,8 @@ def test_registry_lists_the_depth_task():
     from harness.data import DATASETS, dataset_infos
 
     rows = {r["name"]: r for r in dataset_infos()}
-    for name in ("nyu-depth-v2", "nyu-depth-v2-labeled", "kitti-eigen", "diode", "rgbd-folder", "synthetic-depth"):
+    for name in ("nyu-depth-v2", "nyu-depth-v2-labeled", "kitti-eigen", "diode", "rgbd-folder", "synthetic-depth",
+                 "sintel", "eth3d"):
         assert DATASETS[name].extra["task"] == "depth" and rows[name]["task"] == "depth"
     assert rows["ade20k"]["task"] == "segmentation" and rows["synthetic-depth"]["found"]
 
@@ -269,3 +270,45 @@ def test_decode_depth_encodings():
     np.testing.assert_array_equal(decode_depth(raw, 1000.0, invalid_value=65535), np.array([[0, 1.0, 0]], np.float32))
     with pytest.raises(ValueError, match="encoding"):
         decode_depth(raw, 1.0, "log")
+
+
+# -- Sintel and ETH3D ----------------------------------------------------------------------
+def _write_dpt(path, depth: np.ndarray) -> None:
+    h, w = depth.shape
+    path.write_bytes(np.float32(202021.25).tobytes() + np.array([w, h], "<i4").tobytes() + depth.astype("<f4").tobytes())
+
+
+def test_sintel_dpt_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    for scene in ("alley_1", "market_2"):
+        (tmp_path / "training" / "final" / scene).mkdir(parents=True)
+        (tmp_path / "training" / "depth" / scene).mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)).save(
+            tmp_path / "training" / "final" / scene / "frame_0001.png")
+        _write_dpt(tmp_path / "training" / "depth" / scene / "frame_0001.dpt", rng.uniform(1, 50, (6, 10)))
+    ds = harness.load_dataset("sintel", root=str(tmp_path), split="training")
+    s = check_contract(ds, 2)[0]
+    raw = (tmp_path / "training/depth/alley_1/frame_0001.dpt").read_bytes()
+    np.testing.assert_array_equal(s.depth, np.frombuffer(raw[12:], "<f4").reshape(6, 10))
+    assert s.id == "alley_1/frame_0001"
+    (tmp_path / "training/depth/market_2/frame_0001.dpt").write_bytes(raw[:40])
+    with pytest.raises(DataError, match="header says 10x6"):
+        ds.load(1)
+
+
+def test_eth3d_raw_float_depth(tmp_path):
+    img_dir = tmp_path / "courtyard" / "images" / "dslr_images"
+    dep_dir = tmp_path / "courtyard" / "ground_truth_depth" / "dslr_images"
+    img_dir.mkdir(parents=True)
+    dep_dir.mkdir(parents=True)
+    Image.new("RGB", (12, 8), (9, 9, 9)).save(img_dir / "DSC_0286.JPG", format="JPEG")
+    depth = np.random.default_rng(1).uniform(0.5, 30, (8, 12)).astype("<f4")
+    depth[0, :3] = np.inf  # no measurement
+    (dep_dir / "DSC_0286.JPG").write_bytes(depth.tobytes())
+    ds = harness.load_dataset("eth3d", root=str(tmp_path), split="training")
+    s = check_contract(ds, 1)[0]
+    np.testing.assert_array_equal(s.depth, np.where(np.isfinite(depth), depth, 0))
+    assert ds.max_depth == float("inf") and s.id == "courtyard/DSC_0286"
+    (dep_dir / "DSC_0286.JPG").write_bytes(depth.tobytes()[:-4])
+    with pytest.raises(DataError, match="expected 384"):
+        ds.load(0)

@@ -101,6 +101,17 @@ def test_non_finite_predictions_and_ground_truth_follow_zoedepth():
     assert_close(out, reference(pred, gt, 1e-3, 10.0))
 
 
+def test_unbounded_range_as_marigold_eth3d():
+    rng = np.random.default_rng(13)
+    pred, gt = synthetic_pair(rng, (2, 40, 60), lo=0.5, hi=60.0)
+    gt[0, 0, :5] = np.inf  # no measurement
+    m = DepthMetrics(min_depth=1e-5, max_depth=float("inf"))
+    m.update(pred, gt)
+    assert_close(m.compute(), reference(pred, gt, 1e-5, float("inf")))
+    with pytest.raises(ValueError, match="depth range"):
+        DepthMetrics(max_depth=float("nan"))
+
+
 def test_leading_batch_shapes_numpy_and_torch_agree():
     rng = np.random.default_rng(3)
     pred, gt = synthetic_pair(rng, (2, 3, 40, 50))

@@ -30,6 +30,8 @@ _CLASSES = {
     "kitti-eigen": "kitti_depth:KITTIEigenDataset",
     "diode": "diode:DIODEDataset",
     "rgbd-folder": "rgbd_folder:RGBDFolderDataset",
+    "sintel": "sintel:SintelDepthDataset",
+    "eth3d": "eth3d:ETH3DDataset",
 }
 
 
@@ -83,6 +85,12 @@ DATASETS: dict[str, DatasetInfo] = {
     "rgbd-folder": DatasetInfo("rgbd-folder", "your own RGB-D data: images/ + depth/ paired by name, with a scale",
                                0, 255, None, "images/NAME.jpg + depth/NAME.png|npy (depth_scale, invalid_value)",
                                extra={"task": "depth", "label_set": None}),
+    "sintel": DatasetInfo("sintel", "MPI Sintel training set with ground-truth depth (.dpt)", 0, 255, "sintel",
+                          "training/{final,clean}/<scene>/frame_*.png + training/depth/<scene>/frame_*.dpt",
+                          ("training",), {"task": "depth", "label_set": None}),
+    "eth3d": DatasetInfo("eth3d", "ETH3D high-res multi-view training scenes, DSLR depth (raw float32)", 0, 255,
+                         "eth3d", "<scene>/images/dslr_images/*.JPG + <scene>/ground_truth_depth/dslr_images/*.JPG",
+                         ("training",), {"task": "depth", "label_set": None}),
 }
 
 

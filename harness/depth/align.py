@@ -13,7 +13,7 @@ inside the crop). Each image gets its own parameters, fitted on its own masked p
   for NYU and KITTI).
 - ``lstsq_disparity``: pred is a relative inverse depth; (s, t) is the least-squares fit of pred
   to the ground-truth *disparity* 1/gt, the aligned disparity is clamped to at least
-  1/max_depth and depth = 1 / disparity (the MiDaS / DPT evaluation: Ranftl's published NYU and
+  1/max_depth (1e-3 for an unbounded range, Marigold's floor) and depth = 1 / disparity (the MiDaS / DPT evaluation: Ranftl's published NYU and
   KITTI alignment snippets linked from isl-org/DPT EVALUATION.md; Marigold's
   ``least_square_disparity`` gives the same depth after its clipping to the range, but fits only
   pixels where pred > 0).
@@ -28,6 +28,8 @@ Non-finite predictions are left out of every fit.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -116,6 +118,7 @@ def align(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, alignmen
         disparity = torch.where(m, 1.0 / torch.where(m, target, 1.0), 0.0)
         scale, shift, degenerate = fit_scale_shift(pred, disparity, m)
         aligned = pred.to(torch.float64) * scale[:, None, None] + shift[:, None, None]
-        aligned = torch.clamp(aligned, min=1.0 / max_depth)
+        floor = 1.0 / max_depth if math.isfinite(max_depth) else 1e-3  # unbounded range: Marigold's floor
+        aligned = torch.clamp(aligned, min=floor)
         out = (1.0 / aligned).to(pred.dtype)
     return out, int(degenerate.sum())

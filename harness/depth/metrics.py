@@ -143,7 +143,9 @@ class _NumpyKernel:
         self._buffers(p.dtype)
         sums = self._block(p, g, m, lo, hi)
         if not np.all(np.isfinite(sums)):  # NaN in the prediction or the ground truth: the slow, exact path
-            sums = self._block(np.nan_to_num(p, nan=lo), np.nan_to_num(g, nan=0.0), m, lo, hi)
+            # non-finite ground truth is invalid (0); a prediction NaN -> lo, +-inf -> the bounds (ZoeDepth)
+            p = np.nan_to_num(p, nan=lo, posinf=min(hi, np.finfo(p.dtype).max), neginf=lo)
+            sums = self._block(p, np.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0), m, lo, hi)
         return sums
 
     def _block(self, p, g, m, lo: float, hi: float) -> np.ndarray:
@@ -226,7 +228,7 @@ class DepthMetrics:
 
     Args:
         min_depth, max_depth: evaluated ground-truth range in metres (exclusive bounds) and the
-            range predictions are clipped to (NYU 1e-3..10, KITTI 1e-3..80).
+            range predictions are clipped to (NYU 1e-3..10, KITTI 1e-3..80; ETH3D in Marigold: 1e-5..inf).
         crop: None, a name of :data:`harness.depth.crops.CROPS` or [top, bottom, left, right].
         alignment: ``none``, ``median``, ``lstsq`` or ``lstsq_disparity`` (per image).
         reduction: ``image`` (per-image metrics averaged over images) or ``pixel`` (pooled).
@@ -240,8 +242,9 @@ class DepthMetrics:
     def __init__(self, min_depth: float = 1e-3, max_depth: float = 10.0, crop=None, alignment: str = "none",
                  reduction: str = "image", interpolation: str = "bilinear", align_corners: bool | None = True,
                  min_valid_pixels: int = 1, device: str | torch.device | None = None, threads: int = 1):
-        if not (math.isfinite(min_depth) and math.isfinite(max_depth) and 0 <= min_depth < max_depth):
-            raise ValueError(f"depth range ({min_depth!r}, {max_depth!r}): expected finite 0 <= min_depth < max_depth (metres)")
+        if not (math.isfinite(min_depth) and not math.isnan(max_depth) and 0 <= min_depth < max_depth):
+            raise ValueError(f"depth range ({min_depth!r}, {max_depth!r}): expected 0 <= min_depth < max_depth "
+                             "(metres; min finite, max may be inf)")
         check_crop(crop)
         if reduction not in REDUCTIONS:
             raise ValueError(f"unknown reduction {reduction!r}; expected one of {', '.join(REDUCTIONS)}")
@@ -352,17 +355,19 @@ class DepthMetrics:
         rows = block_rows(w)
         jobs = [(i, a) for i in range(n) for a in range(0, h, rows)]
 
-        def run(job):
-            i, a = job
-            return _thread_kernel().block_sums(p[i, a:a + rows], g[i, a:a + rows],
-                                               None if m is None else m[i, a:a + rows], lo, hi)
+        def run(todo: list[tuple[int, int]]) -> list[np.ndarray]:
+            # non-finite values warn in the fast pass; block_sums then redoes the block exactly
+            with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+                return [_thread_kernel().block_sums(p[i, a:a + rows], g[i, a:a + rows],
+                                                    None if m is None else m[i, a:a + rows], lo, hi)
+                        for i, a in todo]
 
         if self.threads > 1 and len(jobs) > 1:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="depth-metrics")
-            results = self._pool.map(run, jobs)
+            results = [r for part in self._pool.map(run, [[job] for job in jobs]) for r in part]
         else:
-            results = map(run, jobs)
+            results = run(jobs)
         raw = np.zeros((n, len(RAW)), dtype=np.float64)
         for (i, _), sums in zip(jobs, results, strict=True):
             raw[i] += sums
