@@ -157,6 +157,24 @@ def decode_depth(raw: np.ndarray, scale: float, encoding: str = "linear", invali
     return out
 
 
+def list_lines(list_file: Path, layout: str):
+    """(line number, tokens, line) of each non-blank line of a split list file (DataError if absent)."""
+    if not list_file.is_file():
+        raise DataError(f"{list_file}: list file not found. Expected layout:\n{layout}", path=str(list_file))
+    for n, line in enumerate(list_file.read_text().splitlines(), 1):
+        parts = line.split()
+        if parts:
+            yield n, parts, line
+
+
+def parse_focal(token: str, list_file: Path, n: int) -> float:
+    """A list file's focal length column (pixels)."""
+    try:
+        return float(token)
+    except ValueError:
+        raise DataError(f"{list_file}:{n}: focal length {token!r} is not a number", path=str(list_file)) from None
+
+
 def check_depth(image: Image.Image, depth: np.ndarray, path, sample_id: str, label: np.ndarray | None = None) -> None:
     """Depth (and label) must have the image's size."""
     for what, arr in (("depth", depth), ("label", label)):

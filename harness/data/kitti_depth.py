@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from harness.data.depth_base import PairedDepthDataset, decode_depth, read_depth_raw
+from harness.data.depth_base import PairedDepthDataset, decode_depth, list_lines, parse_focal, read_depth_raw
 from harness.data.files import require_dir, select
 from harness.depth.crops import kb_box
 from harness.errors import DataError
@@ -59,13 +59,8 @@ def read_calib(path: Path) -> dict | None:
 
 def parse_list(list_file: Path) -> list[dict]:
     """Entries ``{image, gt (relative path or None), focal, drive, frame, camera}`` of an Eigen list file."""
-    if not list_file.is_file():
-        raise DataError(f"{list_file}: list file not found. Expected layout:\n{LAYOUT}", path=str(list_file))
     out = []
-    for n, line in enumerate(list_file.read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
+    for n, parts, line in list_lines(list_file, LAYOUT):
         if len(parts) == 3 and parts[2] in ("l", "r"):  # monodepth2: <date>/<drive> <frame> <side>
             folder, frame, side = parts
             cam = "image_02" if side == "l" else "image_03"
@@ -78,10 +73,7 @@ def parse_list(list_file: Path) -> list[dict]:
             raise DataError(f"{list_file}:{n}: expected '<image> <gt|None> <focal>' or '<date>/<drive> <frame> l|r', "
                             f"got {line!r}", path=str(list_file))
         image, gt, focal = parts
-        try:
-            focal_v = float(focal)
-        except ValueError:
-            raise DataError(f"{list_file}:{n}: focal length {focal!r} is not a number", path=str(list_file)) from None
+        focal_v = parse_focal(focal, list_file, n)
         p = Path(image)
         if len(p.parts) < 4 or p.parts[-2] != "data":
             raise DataError(f"{list_file}:{n}: image path {image!r} is not <date>/<drive>/image_0X/data/<frame>.png",

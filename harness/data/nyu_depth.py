@@ -38,6 +38,8 @@ from harness.data.depth_base import (
     DepthSample,
     PairedDepthDataset,
     decode_depth,
+    list_lines,
+    parse_focal,
     read_depth_raw,
     rel,
 )
@@ -77,21 +79,11 @@ def _number(stem: str, path) -> str:
 
 def read_bts_list(list_file: Path, layout: str) -> list[tuple[str, str, float | None]]:
     """(image, depth, focal) relative paths from a BTS-style list file; a malformed line is a DataError."""
-    if not list_file.is_file():
-        raise DataError(f"{list_file}: list file not found. Expected layout:\n{layout}", path=str(list_file))
     out = []
-    for n, line in enumerate(list_file.read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
+    for n, parts, line in list_lines(list_file, layout):
         if len(parts) not in (2, 3):
             raise DataError(f"{list_file}:{n}: expected '<image> <depth> [focal]', got {line!r}", path=str(list_file))
-        focal = None
-        if len(parts) == 3:
-            try:
-                focal = float(parts[2])
-            except ValueError:
-                raise DataError(f"{list_file}:{n}: focal length {parts[2]!r} is not a number", path=str(list_file)) from None
+        focal = parse_focal(parts[2], list_file, n) if len(parts) == 3 else None
         out.append((parts[0].lstrip("/"), parts[1].lstrip("/"), focal))
     return out
 
