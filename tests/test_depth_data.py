@@ -259,7 +259,7 @@ def test_registry_lists_the_depth_task():
 
     rows = {r["name"]: r for r in dataset_infos()}
     for name in ("nyu-depth-v2", "nyu-depth-v2-labeled", "kitti-eigen", "diode", "rgbd-folder", "synthetic-depth",
-                 "sintel", "eth3d"):
+                 "sintel", "eth3d", "cityscapes-depth"):
         assert DATASETS[name].extra["task"] == "depth" and rows[name]["task"] == "depth"
     assert rows["ade20k"]["task"] == "segmentation" and rows["synthetic-depth"]["found"]
 
@@ -311,4 +311,38 @@ def test_eth3d_raw_float_depth(tmp_path):
     assert ds.max_depth == float("inf") and s.id == "courtyard/DSC_0286"
     (dep_dir / "DSC_0286.JPG").write_bytes(depth.tobytes()[:-4])
     with pytest.raises(DataError, match="expected 384"):
+        ds.load(0)
+
+
+# -- Cityscapes: depth from disparity, labels of the same images ---------------------------
+def test_cityscapes_depth_and_labels_on_the_same_images(tmp_path):
+    import json
+
+    from tests.layouts import write_cityscapes
+
+    root = write_cityscapes(tmp_path, per_city=1)
+    rng = np.random.default_rng(0)
+    stored = {}
+    for img in sorted((root / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png")):
+        city, stem = img.parent.name, img.name[: -len("_leftImg8bit.png")]
+        (root / "disparity" / "val" / city).mkdir(parents=True, exist_ok=True)
+        (root / "camera" / "val" / city).mkdir(parents=True, exist_ok=True)
+        p = rng.integers(0, 30000, (32, 64)).astype(np.uint16)
+        p[0, :4] = 0
+        Image.fromarray(p).save(root / "disparity" / "val" / city / f"{stem}_disparity.png")
+        cam = {"extrinsic": {"baseline": 0.209313}, "intrinsic": {"fx": 2262.52, "fy": 2265.3, "u0": 1096.98, "v0": 513.137}}
+        (root / "camera" / "val" / city / f"{stem}_camera.json").write_text(json.dumps(cam))
+        stored[stem] = p
+    ds = harness.load_dataset("cityscapes-depth", root=str(root), split="val")
+    samples = check_contract(ds, 2)
+    for s in samples:
+        p = stored[s.id].astype(np.float64)
+        d = (p - 1) / 256
+        expected = np.where((p > 0) & (d > 0), 0.209313 * 2262.52 / np.where(d > 0, d, 1), 0)
+        np.testing.assert_allclose(s.depth, expected.astype(np.float32), rtol=1e-6)
+        raw = np.asarray(Image.open(next(root.glob(f"gtFine/val/*/{s.id}_gtFine_labelIds.png"))))
+        assert np.all(s.label[raw == 7] == 0) and np.all(s.label[raw == 26] == 13) and np.all(s.label[raw == 4] == 255)
+    assert ds.num_classes == 19 and ds.label_set == "cityscapes" and len(ds.files()) == 8
+    next(root.glob("camera/val/*/*_camera.json")).write_text("{}")
+    with pytest.raises(DataError, match="extrinsic.baseline"):
         ds.load(0)

@@ -32,6 +32,7 @@ _CLASSES = {
     "rgbd-folder": "rgbd_folder:RGBDFolderDataset",
     "sintel": "sintel:SintelDepthDataset",
     "eth3d": "eth3d:ETH3DDataset",
+    "cityscapes-depth": "cityscapes_depth:CityscapesDepthDataset",
 }
 
 
@@ -91,6 +92,11 @@ DATASETS: dict[str, DatasetInfo] = {
     "eth3d": DatasetInfo("eth3d", "ETH3D high-res multi-view training scenes, DSLR depth (raw float32)", 0, 255,
                          "eth3d", "<scene>/images/dslr_images/*.JPG + <scene>/ground_truth_depth/dslr_images/*.JPG",
                          ("training",), {"task": "depth", "label_set": None}),
+    "cityscapes-depth": DatasetInfo("cityscapes-depth", "Cityscapes: depth from disparity + camera, and the 19-class "
+                                    "labels of the same images", 19, 255, "cityscapes",
+                                    "leftImg8bit/{split}/{city}/*_leftImg8bit.png + disparity/.../*_disparity.png + "
+                                    "camera/.../*_camera.json [+ gtFine/.../*_gtFine_labelIds.png]",
+                                    ("val", "train", "test"), {"task": "depth", "label_set": "cityscapes"}),
 }
 
 
