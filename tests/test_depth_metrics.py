@@ -258,6 +258,21 @@ def test_threads_give_the_same_state_and_pickle():
         DepthMetrics(threads=0)
 
 
+def test_whole_tensor_path_gives_the_same_metrics_and_state():
+    """The device path (torch kernels, device-side bookkeeping) run on the CPU against the numpy path."""
+    rng = np.random.default_rng(14)
+    pred, gt = synthetic_pair(rng, (3, 50, 70))
+    gt[2] = 0  # an empty image: counted on both paths
+    for alignment in ("none", "lstsq_disparity"):
+        cpu, dev = DepthMetrics(alignment=alignment, crop=[1, 48, 2, 69]), DepthMetrics(alignment=alignment, crop=[1, 48, 2, 69])
+        dev._whole_tensor = True
+        for m in (cpu, dev):
+            m.update(pred[:2], gt[:2])
+            m.update(pred[2:], gt[2:])
+        torch.testing.assert_close(dev.state_tensor(), cpu.state_tensor(), rtol=2e-5, atol=1e-6)
+        assert dev.compute()["num_empty"] == 1
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_runs_on_the_cuda_device():
     rng = np.random.default_rng(10)

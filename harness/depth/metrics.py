@@ -264,6 +264,7 @@ class DepthMetrics:
             raise ValueError(f"threads must be at least 1, got {threads!r}")
         self.threads = int(threads)
         self._pool: ThreadPoolExecutor | None = None
+        self._whole_tensor = False  # True: the CUDA path's torch kernels on the CPU too (tests, comparisons)
         self.reset()
 
     def settings(self) -> dict:
@@ -324,7 +325,7 @@ class DepthMetrics:
             if m is not None:
                 fit &= m
             p, degenerate = align(p, g, fit, self.alignment, self.max_depth)
-        if p.device.type == "cpu":
+        if p.device.type == "cpu" and not self._whole_tensor:
             raw = self._cpu_sums(p.numpy(), g.numpy(), None if m is None else m.numpy(), lo, hi)
         else:
             raw = _torch_sums(p, g, m, lo, hi)
@@ -381,8 +382,8 @@ class DepthMetrics:
     def _accumulate(self, raw: torch.Tensor | np.ndarray, n: int, degenerate: int, device: torch.device) -> None:
         """Add an (N, len(RAW)) batch of raw sums (numpy from the CPU kernel, else a tensor) to the state."""
         state = self._ensure_state(device)
-        if state.device.type == "cpu":
-            self._pending.append(raw if isinstance(raw, np.ndarray) else raw.cpu().numpy())
+        if state.device.type == "cpu" and isinstance(raw, np.ndarray):
+            self._pending.append(raw)
             self._pending_counts += (n, degenerate)
             if len(self._pending) >= _PENDING:
                 self._flush()
