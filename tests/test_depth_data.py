@@ -346,3 +346,16 @@ def test_cityscapes_depth_and_labels_on_the_same_images(tmp_path):
     next(root.glob("camera/val/*/*_camera.json")).write_text("{}")
     with pytest.raises(DataError, match="extrinsic.baseline"):
         ds.load(0)
+
+
+def test_loader_batches_carry_depth_and_intrinsics():
+    from harness.data.loader import make_loader
+
+    ds = harness.load_dataset("synthetic-depth", num_samples=3, image_size=[32, 48], num_classes=4)
+    batches = list(make_loader(ds, batch_size=2))
+    assert [len(b.ids) for b in batches] == [2, 1]
+    b = batches[0]
+    np.testing.assert_array_equal(b.depths[1], ds.load(1).depth)
+    assert b.labels[0].shape == (32, 48) and b.intrinsics[0]["fx"] == pytest.approx(0.8 * 48)
+    seg = list(make_loader(harness.load_dataset("synthetic", num_samples=1, image_size=[16, 16]), batch_size=1))
+    assert seg[0].depths is None and seg[0].intrinsics is None
