@@ -23,6 +23,16 @@ _CLASSES = {
     "pascal-context-59": "pascal_context:PascalContext59Dataset",
     "coco-stuff-164k": "coco_stuff:COCOStuff164kDataset",
     "folder": "folder:FolderDataset",
+    # depth (task "depth": samples are harness.data.depth_base.DepthSample)
+    "synthetic-depth": "synthetic_depth:SyntheticDepthDataset",
+    "nyu-depth-v2": "nyu_depth:NYUDepthV2Dataset",
+    "nyu-depth-v2-labeled": "nyu_depth:NYULabeledDataset",
+    "kitti-eigen": "kitti_depth:KITTIEigenDataset",
+    "diode": "diode:DIODEDataset",
+    "rgbd-folder": "rgbd_folder:RGBDFolderDataset",
+    "sintel": "sintel:SintelDepthDataset",
+    "eth3d": "eth3d:ETH3DDataset",
+    "cityscapes-depth": "cityscapes_depth:CityscapesDepthDataset",
 }
 
 
@@ -56,6 +66,37 @@ DATASETS: dict[str, DatasetInfo] = {
                                    "*_labelTrainIds.png", ("val2017", "train2017"), {"label_set": "coco_stuff_171"}),
     "folder": DatasetInfo("folder", "your own data: images/ + masks/ paired by stem, classes.txt", 0, 255, None,
                           "images/NAME.jpg + masks/NAME.png + classes.txt", extra={"label_set": None}),
+    "synthetic-depth": DatasetInfo("synthetic-depth", "seeded synthetic room scenes with metric depth (offline, CI)",
+                                   0, 255, None, "(generated; no files)",
+                                   extra={"task": "depth", "needs_root": False, "label_set": None}),
+    "nyu-depth-v2": DatasetInfo("nyu-depth-v2", "NYU-Depth-v2 test, BTS official_splits layout (654 with the BTS list)",
+                                0, 255, "nyu_depth_v2/official_splits/test",
+                                "<scene>/rgb_XXXXX.jpg + <scene>/sync_depth_XXXXX.png (mm); list_file", ("test",),
+                                {"task": "depth", "label_set": None}),
+    "nyu-depth-v2-labeled": DatasetInfo("nyu-depth-v2-labeled", "NYU-Depth-v2 labeled .mat (h5py), official split, "
+                                        "depth + optional 40-class labels", 0, 255, "nyu_depth_v2",
+                                        "nyu_depth_v2_labeled.mat + splits.mat [+ classMapping40.mat]",
+                                        ("test", "train", "all"), {"task": "depth", "label_set": "nyu40"}),
+    "kitti-eigen": DatasetInfo("kitti-eigen", "KITTI Eigen test split: raw images + annotated depth (652 of 697)",
+                               0, 255, "kitti", "<date>/<drive>/image_02/data/*.png + <drive>/proj_depth/groundtruth/"
+                               "image_02/*.png; list_file", ("test",), {"task": "depth", "label_set": None}),
+    "diode": DatasetInfo("diode", "DIODE val, indoors / outdoor (.npy depth + mask)", 0, 255, "diode",
+                         "val/{indoors,outdoor}/scene_*/scan_*/NAME.png + NAME_depth.npy + NAME_depth_mask.npy",
+                         ("val",), {"task": "depth", "label_set": None}),
+    "rgbd-folder": DatasetInfo("rgbd-folder", "your own RGB-D data: images/ + depth/ paired by name, with a scale",
+                               0, 255, None, "images/NAME.jpg + depth/NAME.png|npy (depth_scale, invalid_value)",
+                               extra={"task": "depth", "label_set": None}),
+    "sintel": DatasetInfo("sintel", "MPI Sintel training set with ground-truth depth (.dpt)", 0, 255, "sintel",
+                          "training/{final,clean}/<scene>/frame_*.png + training/depth/<scene>/frame_*.dpt",
+                          ("training",), {"task": "depth", "label_set": None}),
+    "eth3d": DatasetInfo("eth3d", "ETH3D high-res multi-view training scenes, DSLR depth (raw float32)", 0, 255,
+                         "eth3d", "<scene>/images/dslr_images/*.JPG + <scene>/ground_truth_depth/dslr_images/*.JPG",
+                         ("training",), {"task": "depth", "label_set": None}),
+    "cityscapes-depth": DatasetInfo("cityscapes-depth", "Cityscapes: depth from disparity + camera, and the 19-class "
+                                    "labels of the same images", 19, 255, "cityscapes",
+                                    "leftImg8bit/{split}/{city}/*_leftImg8bit.png + disparity/.../*_disparity.png + "
+                                    "camera/.../*_camera.json [+ gtFine/.../*_gtFine_labelIds.png]",
+                                    ("val", "train", "test"), {"task": "depth", "label_set": "cityscapes"}),
 }
 
 
@@ -107,7 +148,7 @@ def load_dataset(name: str, root: str | None = None, split: str = "validation", 
     check_dataset(name, options)
     _check_subset(limit, shard)
     cls = _factory(name)
-    if name == "synthetic":
+    if name == "synthetic" or not DATASETS[name].extra.get("needs_root", True):
         return cls(limit=limit, shard=shard, **options)
     if root is None:
         root = default_root(name)
@@ -123,7 +164,8 @@ def dataset_infos() -> list[dict]:
         root = default_root(name)
         rows.append({"name": name, "description": info.description, "num_classes": info.num_classes or None,
                      "ignore_index": info.ignore_index, "label_set": info.extra.get("label_set"),
+                     "task": info.extra.get("task", "segmentation"),
                      "root": str(root) if root else "-", "layout": info.layout, "splits": list(info.splits),
                      "options": options_of(name),
-                     "found": (root.exists() if root else name == "synthetic")})
+                     "found": (root.exists() if root else not info.extra.get("needs_root", name != "synthetic"))})
     return rows

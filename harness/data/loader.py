@@ -30,6 +30,10 @@ class Batch:
     ids: list[str]
     sizes: list[tuple[int, int]]
     skipped: list[dict] = field(default_factory=list)
+    # depth datasets (harness.data.depth_base.DepthSample): float32 metres and optional intrinsics;
+    # ``labels`` then holds each sample's segmentation map or None
+    depths: list[np.ndarray] | None = None
+    intrinsics: list[dict | None] | None = None
 
     def pin_memory(self) -> Batch:
         if self.pixel_values is not None:
@@ -67,6 +71,8 @@ def _collate(items: list[dict]) -> Batch:
         ids=[it["sample"].id for it in good],
         sizes=[(it["sample"].image.height, it["sample"].image.width) for it in good],
         skipped=[it["skip"] for it in items if "skip" in it],
+        depths=[it["sample"].depth for it in good] if good and hasattr(good[0]["sample"], "depth") else None,
+        intrinsics=[it["sample"].intrinsics for it in good] if good and hasattr(good[0]["sample"], "depth") else None,
     )
 
 

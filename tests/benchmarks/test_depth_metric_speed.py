@@ -1,0 +1,87 @@
+"""Depth metric engine speed: segbench's DepthMetrics against a per-image numpy evaluation like ZoeDepth's.
+
+Run: .venv/bin/pytest tests/benchmarks/test_depth_metric_speed.py --benchmark-enable -s
+Reference: ZoeDepth's algorithm, image by image in float32 numpy (clip the prediction by boolean
+assignment, valid mask, crop mask, boolean compaction, ``compute_errors``), as
+``tests.depth_reference.anchor_zoedepth`` re-implements it, averaged over images.
+Workloads, float32, the prediction at the ground truth's size (resizing costs both alike):
+- NYU-like: 8 maps of 480x640, ~70% valid ground truth in 0.5..9.5 m, the Eigen crop;
+- KITTI-like: 8 maps of 375x1242, ~20% valid (semi-dense), the Garg crop, range 1e-3..80 m.
+Engines are timed in interleaved rounds (best round each), so other work on the machine slows
+them alike. The results must agree (checked in the smoke run too). Asserted with
+--benchmark-enable: on the NYU-like workload the one-thread engine is >= 3x the reference (the
+issue's target is 10x, not reached: docs/PERFORMANCE.md has the measured figures and why).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.depth import DepthMetrics
+from harness.depth.crops import crop_box
+from tests.depth_reference import anchor_zoedepth
+
+from .test_metric_speed import interleaved_best
+
+N = 8
+WORKLOADS = {"nyu": ((480, 640), 0.3, (0.5, 9.5), 10.0, "eigen"), "kitti": ((375, 1242), 0.8, (2.0, 79.0), 80.0, "garg")}
+KEYS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "d1", "d2", "d3")
+ONE_THREAD_FLOOR = 3 * 0.95  # the asserted floor less 5% for timer noise
+
+
+def make(workload: str, n: int = N, seed: int = 0):
+    (h, w), invalid, (lo, hi), _, _ = WORKLOADS[workload]
+    rng = np.random.default_rng(seed)
+    gt = rng.uniform(lo, hi, (n, h, w)).astype(np.float32)
+    gt[rng.random((n, h, w)) < invalid] = 0
+    pred = (np.where(gt > 0, gt, (lo + hi) / 2) * np.exp(rng.normal(0, 0.15, (n, h, w)))).astype(np.float32)
+    return pred, gt
+
+
+def reference(pred, gt, workload: str) -> dict:
+    (h, w), _, _, max_depth, crop = WORKLOADS[workload]
+    box = crop_box(crop, h, w)
+    per = [anchor_zoedepth(p, g, 1e-3, max_depth, box) for p, g in zip(pred, gt, strict=True)]
+    return {k: float(np.mean([e[k] for e in per])) for k in KEYS}
+
+
+def segbench(pred, gt, workload: str, threads: int = 1) -> dict:
+    _, _, _, max_depth, crop = WORKLOADS[workload]
+    m = DepthMetrics(min_depth=1e-3, max_depth=max_depth, crop=crop, threads=threads)
+    for p, g in zip(pred, gt, strict=True):
+        m.update(p, g)
+    return m.compute()
+
+
+@pytest.fixture(scope="module", params=list(WORKLOADS))
+def workload(request):
+    enabled = bool(request.config.getoption("benchmark_enable"))
+    return request.param, make(request.param, n=N if enabled else 2)
+
+
+def test_same_metrics_as_the_reference(workload):
+    name, (pred, gt) = workload
+    ref = reference(pred, gt, name)
+    for threads in (1, 2):
+        got = segbench(pred, gt, name, threads)
+        for k in KEYS:
+            assert got[k] == pytest.approx(ref[k], rel=1e-4), k
+
+
+def test_faster_than_per_image_numpy(benchmark, enforce_targets, workload):
+    name, (pred, gt) = workload
+    benchmark.group = f"depth metrics ({name})"
+    benchmark(segbench, pred, gt, name)
+    times = interleaved_best({"reference": lambda: reference(pred, gt, name),
+                              "segbench": lambda: segbench(pred, gt, name),
+                              "segbench 2 threads": lambda: segbench(pred, gt, name, threads=2)},
+                             rounds=15 if enforce_targets else 1, budget_s=20)
+    px = pred.size
+    print(f"\n{name}-like: {pred.shape[0]}x{pred.shape[1]}x{pred.shape[2]} maps")
+    for engine, t in times.items():
+        print(f"  {engine:20s} {px / t / 1e6:8.1f} Mpix/s  ({t / pred.shape[0] * 1e3:.2f} ms per map)")
+    one, two = times["reference"] / times["segbench"], times["reference"] / times["segbench 2 threads"]
+    print(f"  ratio: {one:.1f}x one thread, {two:.1f}x two threads (issue target >= 10x)")
+    if enforce_targets and name == "nyu":
+        assert one >= ONE_THREAD_FLOOR, f"segbench is only {one:.1f}x the per-image numpy reference"
