@@ -89,11 +89,8 @@ class DepthModel:
     weight_bytes = SegmentationModel.weight_bytes
 
     # -- the three stages -------------------------------------------------------------
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """RGB PIL images -> float32 (N, 3, H, W) on the CPU, as the model's own processor makes it."""
-        if self.preprocessor is None:
-            raise NotImplementedError(f"{type(self).__name__} has no preprocessor")
-        return self.preprocessor(images)
+    # preprocess(images) -> float32 (N, 3, H, W) on the CPU: ``self.preprocessor(images)``
+    preprocess = SegmentationModel.preprocess
 
     def _run(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Run the network on a batch already on ``self.device``; return its prediction (N, h, w)."""

@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 
 from harness.errors import ConfigError
+from harness.models.hf import _plain, _stem
 
 KINDS = ("dpt", "glpn", "zoedepth", "depth_pro", "midas")
 RESIZE_METHODS = ("minimal", "upper_bound", "lower_bound")
@@ -287,21 +288,7 @@ OPTION_KEYS = ("size", "image_mean", "image_std", "resample", "do_resize", "do_r
 
 def processor_stem(d: dict) -> str | None:
     """``"DPT"`` for ``DPTImageProcessor``/``DPTImageProcessorFast``/``DPTFeatureExtractor``..., else None."""
-    kind = d.get("image_processor_type") or d.get("feature_extractor_type")
-    if not kind:
-        return None
-    for suffix in ("Pil", "Fast", "ImageProcessor", "FeatureExtractor"):
-        kind = kind.removesuffix(suffix)
-    return kind
-
-
-def _plain_size(size) -> dict | None:
-    if size is None:
-        return None
-    if isinstance(size, int):
-        return {"height": size, "width": size}
-    items = size.items() if isinstance(size, dict) else vars(size).items()
-    return {k: int(v) for k, v in items if v is not None}
+    return _stem(d)
 
 
 def resolved_options(d: dict, source: str) -> dict:
@@ -335,7 +322,7 @@ def resolved_options(d: dict, source: str) -> dict:
     for key in ("do_resize", "do_rescale", "do_normalize", "do_pad", "keep_aspect_ratio"):
         opts[key] = bool(opts.get(key))  # None (a class without the step) means the step is off
     opts["kind"] = kind
-    opts["size"] = _plain_size(opts.get("size"))
+    opts["size"] = _plain(opts.get("size"))
     if opts.get("resample") is not None:
         opts["resample"] = int(opts["resample"])
     return {k: v for k, v in opts.items() if v is not None}
