@@ -1,4 +1,4 @@
-"""Regenerate harness/models/configs/depth-*.json: the architectures and processors of the depth registry.
+"""Regenerate harness/models/configs/depth/*.json: the architectures and processors of the depth registry.
 
 The values are those the published checkpoints were converted with (transformers' conversion
 scripts for DPT, DPT-BEiT, DPT-Swin V2, Depth Anything V2, ZoeDepth, GLPN and Depth Pro; the
@@ -26,7 +26,7 @@ from transformers import (
     ZoeDepthConfig,
 )
 
-OUT = Path(__file__).resolve().parents[1] / "harness" / "models" / "configs"
+OUT = Path(__file__).resolve().parents[1] / "harness" / "models" / "configs" / "depth"
 IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
 HALF = {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}
 BASE = {"do_resize": True, "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True}
@@ -114,6 +114,7 @@ def midas_processor(size: int) -> dict:
 
 
 def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
     models: dict[str, tuple[dict | None, dict]] = {
         "dpt-large-midas": (dpt_vit(True), dpt_processor(384)),
         "dpt-hybrid-midas": (dpt_vit(False), dpt_processor(384)),
@@ -148,8 +149,8 @@ def main() -> None:
     for name, (cfg, proc) in models.items():
         if cfg is not None:
             cfg.pop("transformers_version", None)
-            (OUT / f"depth-{name}.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
-        (OUT / f"depth-{name}.preprocessor.json").write_text(json.dumps(proc, indent=1, sort_keys=True) + "\n")
+            (OUT / f"{name}.json").write_text(json.dumps(cfg, indent=1, sort_keys=True) + "\n")
+        (OUT / f"{name}.preprocessor.json").write_text(json.dumps(proc, indent=1, sort_keys=True) + "\n")
     print(f"wrote {len(models)} depth models to {OUT}")
 
 

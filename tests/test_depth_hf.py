@@ -50,7 +50,7 @@ def own_pixels(proc, im: Image.Image) -> np.ndarray:
 def _distinct_registry_processors() -> list[str]:
     """Registry entries with a transformers processor, one per distinct processor config."""
     seen: dict[str, str] = {}
-    for p in sorted(CONFIG_DIR.glob("depth-*.preprocessor.json")):
+    for p in sorted(CONFIG_DIR.glob("*.preprocessor.json")):
         if processor_stem(json.loads(p.read_text())) in ("DPT", "GLPN", "ZoeDepth"):
             seen.setdefault(p.read_text(), p.name.removesuffix(".preprocessor.json"))
     return sorted(seen.values())
@@ -266,7 +266,7 @@ def test_random_weights_build_the_architecture_seeded(tiny):
 
 @pytest.mark.parametrize("name", [n for n, s in DEPTH_MODELS.items() if s.builder == "hf"])
 def test_registry_architectures_have_their_published_size(name):
-    """Built on the meta device from configs/depth-<name>.json: parameters within 3% of the published count
+    """Built on the meta device from configs/depth/<name>.json: parameters within 3% of the published count
     (the MiDaS v3.1 table rounds to millions and counts the backbones' unused classifier heads)."""
     spec = DEPTH_MODELS[name]
     counted = depth_param_count(spec)

@@ -2,8 +2,8 @@
 
 Each :class:`DepthSpec` names its published checkpoint (a hub id, or the file name of an
 original release), what its output means (``depth_kind``, ``align_space``, ``max_depth``) and,
-for transformers architectures, the offline config files ``configs/depth-<name>.json`` and
-``configs/depth-<name>.preprocessor.json`` (written by ``scripts/make_depth_configs.py`` from
+for transformers architectures, the offline config files ``configs/depth/<name>.json`` and
+``configs/depth/<name>.preprocessor.json`` (written by ``scripts/make_depth_configs.py`` from
 the published checkpoints' conversion settings) so that ``weights="random"`` builds the same
 architecture without the hub.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs" / "depth"
 BUILDERS = ("hf", "midas-v21", "litert")
 
 
@@ -49,11 +49,11 @@ class DepthSpec:
 
     @property
     def config_path(self) -> Path:
-        return CONFIG_DIR / f"depth-{self.name}.json"
+        return CONFIG_DIR / f"{self.name}.json"
 
     @property
     def processor_path(self) -> Path:
-        return CONFIG_DIR / f"depth-{self.name}.preprocessor.json"
+        return CONFIG_DIR / f"{self.name}.preprocessor.json"
 
     def config_dict(self) -> dict:
         return json.loads(_read(str(self.config_path)))
