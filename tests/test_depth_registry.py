@@ -3,9 +3,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from test_dpt_original import original_state_dict
+from tiny_depth_models import save_tiny_depth_anything
 from transformers import DPTConfig
 
 from harness.errors import ConfigError, WeightsError
@@ -133,3 +140,29 @@ def test_original_depth_checkpoint_that_does_not_fit_is_refused(tmp_path):
                                            r"keys missing from the checkpoint: neck.convs.1.weight; 1 mapped keys the "
                                            r"model does not have: head.head.9.weight"):
         load_original_depth_checkpoint(path, cfg)
+
+
+def test_registry_name_and_hub_id_load_from_a_cached_snapshot_offline(tmp_path):
+    """A hub cache entry laid out as huggingface_hub writes it (refs/main -> snapshots/<revision>/) holding a
+    tiny Depth Anything: the registry name and any hub id load from it offline, with the snapshot's processor."""
+    cache, revision = tmp_path / "hf" / "hub", "89abcdef0123456789abcdef0123456789abcdef"
+    for repo_id in ("depth-anything/Depth-Anything-V2-Small-hf", "acme/tiny-depth"):
+        repo = cache / f"models--{repo_id.replace('/', '--')}"
+        save_tiny_depth_anything(repo / "snapshots" / revision)
+        (repo / "refs").mkdir(parents=True)
+        (repo / "refs" / "main").write_text(revision)
+    script = ("import json\nfrom harness.models.depth import load_depth_model\n"
+              "rows = []\n"
+              "for name in ('depth-anything-v2-small', 'acme/tiny-depth'):\n"
+              "    m = load_depth_model(name)\n"
+              "    rows.append({'weights': m.weights, 'input_size': list(m.input_size), 'kind': m.depth_kind})\n"
+              "print(json.dumps(rows))\n")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", PYTHONPATH=str(root))
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    small, anyid = json.loads(out.stdout.strip().splitlines()[-1])
+    assert small["weights"] == {"source": "hub", "id": "depth-anything/Depth-Anything-V2-Small-hf",
+                                "revision": revision}
+    assert small["input_size"] == [56, 56]  # the snapshot's processor, not the registry's 518
+    assert anyid["weights"]["id"] == "acme/tiny-depth" and anyid["kind"] == "disparity"
