@@ -251,6 +251,42 @@ def _config_of(local: Path, spec, name: str, trust_remote_code: bool):
     return hub.load_pretrained(AutoConfig, name, trust_remote_code=trust_remote_code)
 
 
+def _module_and_processor(name_or_path: str, spec, weights: str | None, attn_implementation: str | None,
+                          trust_remote_code: bool) -> tuple[torch.nn.Module, dict, DepthPreprocess]:
+    """(network, weights provenance, preprocessing) for the weights setting (see :func:`load_hf_depth_model`)."""
+    from harness.models import hub
+
+    local = Path(name_or_path)
+    is_dir = spec is None and local.is_dir()
+    if weights == "random":
+        module = build_random_depth(_config_of(local, spec, name_or_path, trust_remote_code), attn_implementation)
+        processor = depth_processor(local if is_dir else None, spec, None if (spec or is_dir) else name_or_path)
+        return module, {"source": "random", "seed": RANDOM_SEED}, processor
+    if weights is not None:
+        wpath = Path(weights)
+        if wpath.is_file():
+            from harness.models.dpt_depth_original import (
+                load_original_depth_checkpoint,
+                original_depth_config,
+            )
+
+            module = load_original_depth_checkpoint(wpath, original_depth_config(spec, wpath, attn_implementation))
+            return module, hub.local_provenance(wpath), depth_processor(None, spec, None)
+        if wpath.is_dir():
+            module = load_pretrained_depth(str(wpath), attn_implementation, trust_remote_code)
+            return module, hub.local_provenance(wpath), depth_processor(wpath, spec, None)
+        raise WeightsError(f"weights {weights!r} for {name_or_path!r}: no such file or directory")
+    target = spec.hub_id if spec is not None else name_or_path
+    if spec is not None and target is None:
+        raise WeightsError(f"{spec.name!r} has no checkpoint in transformers format; give `weights: "
+                           f"/path/to/{spec.checkpoint}` (its original release) or `weights: random`")
+    module = load_pretrained_depth(target, attn_implementation, trust_remote_code)
+    if is_dir:
+        return module, hub.local_provenance(local), depth_processor(local, None, None)
+    provenance = {"source": "hub", "id": target, "revision": hub.cached_revision(target)}
+    return module, provenance, depth_processor(None, spec, target)
+
+
 def load_hf_depth_model(name_or_path: str, spec=None, weights: str | None = None,
                         attn_implementation: str | None = None, trust_remote_code: bool = False,
                         flip: bool | None = None, depth_kind: str | None = None, max_depth: float | None = None,
@@ -263,50 +299,17 @@ def load_hf_depth_model(name_or_path: str, spec=None, weights: str | None = None
     ``depth_kind``/``max_depth`` override what the config says the output is. ``adapter``: device,
     precision, amp, channels_last, compile.
     """
-    from harness.models import hub
-
-    local = Path(name_or_path)
-    is_dir = spec is None and local.is_dir()
-    if weights == "random":
-        module = build_random_depth(_config_of(local, spec, name_or_path, trust_remote_code), attn_implementation)
-        provenance: dict = {"source": "random", "seed": RANDOM_SEED}
-        processor = depth_processor(local if is_dir else None, spec, None if (spec or is_dir) else name_or_path)
-    elif weights is not None:
-        wpath = Path(weights)
-        if wpath.is_file():
-            from harness.models.dpt_depth_original import (
-                load_original_depth_checkpoint,
-                original_depth_config,
-            )
-
-            module = load_original_depth_checkpoint(wpath, original_depth_config(spec, wpath, attn_implementation))
-            processor = depth_processor(None, spec, None)
-        elif wpath.is_dir():
-            module = load_pretrained_depth(str(wpath), attn_implementation, trust_remote_code)
-            processor = depth_processor(wpath, spec, None)
-        else:
-            raise WeightsError(f"weights {weights!r} for {name_or_path!r}: no such file or directory")
-        provenance = hub.local_provenance(wpath)
-    else:
-        target = spec.hub_id if spec is not None else name_or_path
-        if spec is not None and target is None:
-            raise WeightsError(f"{spec.name!r} has no checkpoint in transformers format; give `weights: "
-                               f"/path/to/{spec.checkpoint}` (its original release) or `weights: random`")
-        module = load_pretrained_depth(target, attn_implementation, trust_remote_code)
-        if is_dir:
-            provenance, processor = hub.local_provenance(local), depth_processor(local, None, None)
-        else:
-            provenance = {"source": "hub", "id": target, "revision": hub.cached_revision(target)}
-            processor = depth_processor(None, spec, target)
+    module, provenance, processor = _module_and_processor(name_or_path, spec, weights, attn_implementation,
+                                                          trust_remote_code)
     if trust_remote_code:
         provenance["trust_remote_code"] = True
     family = spec.family if spec is not None else depth_family(module.config)
     check_attention_setting(name_or_path, family, attn_implementation)
     check_depth_input(module.config, processor, name_or_path)
     cls = ADAPTERS.get(module.config.model_type, HFDepthModel)
-    extra = {"flip": True if flip is None else flip} if cls is ZoeDepthModel else {}
     if flip is not None and cls is not ZoeDepthModel:
         raise ConfigError(f"model {name_or_path!r}: flip applies to ZoeDepth models only")
+    extra = {"flip": True if flip is None else flip} if cls is ZoeDepthModel else {}
     kind = depth_kind or (spec.depth_kind if spec is not None else None)
     top = max_depth if max_depth is not None else (spec.max_depth if spec is not None else None)
     return cls(module, processor, name=name_or_path, weights=provenance, family=family, depth_kind=kind,
