@@ -15,10 +15,11 @@ from test_dpt_original import original_state_dict
 from tiny_depth_models import save_tiny_depth_anything
 from transformers import DPTConfig
 
-from harness.errors import ConfigError, WeightsError
+from harness.errors import ConfigError, UnsupportedError, WeightsError
 from harness.models.cnn import FAMILIES
 from harness.models.depth import depth_model_infos, load_depth_model, missing_depth_weights
 from harness.models.depth_base import ALIGN_SPACES, DEPTH_KINDS
+from harness.models.depth_hf import depth_family, depth_semantics
 from harness.models.depth_registry import DEPTH_ALIASES, DEPTH_MODELS, resolve_depth, spec_for_checkpoint
 from harness.models.dpt_depth_original import load_original_depth_checkpoint
 
@@ -166,3 +167,22 @@ def test_registry_name_and_hub_id_load_from_a_cached_snapshot_offline(tmp_path):
                                 "revision": revision}
     assert small["input_size"] == [56, 56]  # the snapshot's processor, not the registry's 518
     assert anyid["weights"]["id"] == "acme/tiny-depth" and anyid["kind"] == "disparity"
+
+
+def test_output_semantics_and_family_of_each_transformers_architecture():
+    from types import SimpleNamespace as C
+
+    bins = [{"max_depth": 10.0}, {"max_depth": 80.0}]
+    cases = [(C(model_type="dpt"), ("disparity", None), "dpt"),
+             (C(model_type="depth_anything", depth_estimation_type="relative"), ("disparity", None), "dpt"),
+             (C(model_type="depth_anything", depth_estimation_type="metric", max_depth=20), ("metric", 20.0), "dpt"),
+             (C(model_type="zoedepth", bin_configurations=bins), ("metric", 80.0), "dpt"),
+             (C(model_type="glpn", max_depth=10), ("metric", 10.0), "transformer"),
+             (C(model_type="depth_pro", use_fov_model=True), ("metric", None), "transformer"),
+             (C(model_type="depth_pro", use_fov_model=False), ("relative", None), "transformer")]
+    for config, semantics, family in cases:
+        assert depth_semantics(config, "m") == semantics and depth_family(config) == family
+    with pytest.raises(ConfigError, match="model_type 'chmv2'.*pass depth_kind"):
+        depth_semantics(C(model_type="chmv2"), "m")
+    with pytest.raises(UnsupportedError, match="LiDAR prompt"):
+        depth_semantics(C(model_type="prompt_depth_anything"), "m")

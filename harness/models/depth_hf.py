@@ -78,7 +78,14 @@ class HFDepthModel(DepthModel):
                  compile: bool = False):
         super().__init__(device=device, precision=precision, amp=amp)
         config = module.config
-        kind, default_max = depth_semantics(config, name)
+        try:
+            kind, default_max = depth_semantics(config, name)
+        except UnsupportedError:
+            raise
+        except ConfigError:
+            if depth_kind is None:
+                raise
+            kind, default_max = depth_kind, None  # an architecture segbench has no rule for, declared by the user
         self.name = name
         self.family = family or depth_family(config)
         self.weights = weights
