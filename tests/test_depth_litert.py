@@ -21,9 +21,16 @@ pytestmark = pytest.mark.skipif(not WEIGHTS.is_file() or not DATA.is_dir(),
                                 reason="../shared/weights/pydnet_plusplus_depth.tflite or ../shared/data/depth absent")
 
 
+def read(path: Path) -> Image.Image:
+    """The image at ``path``, loaded (file closed)."""
+    with Image.open(path) as im:
+        im.load()
+        return im.copy()
+
+
 def sun_depth(path: Path) -> np.ndarray:
     """SUN RGB-D depth PNG: bit-rotated millimetres, mm = (v >> 3) | (v << 13) as uint16 (MANIFEST.md)."""
-    v = np.asarray(Image.open(path)).astype(np.uint16)
+    v = np.asarray(read(path)).astype(np.uint16)
     return ((v >> 3) | (v << 13)).astype(np.uint16) / 1000.0
 
 
@@ -31,10 +38,10 @@ def frames() -> list[tuple[str, str, Path, np.ndarray]]:
     """(dataset, id, rgb path, ground-truth depth in metres, 0 = invalid) for every real frame."""
     out = []
     for i in ("00000", "00050", "00100"):
-        gt = np.asarray(Image.open(DATA / "nyu_depth_v2" / "depth" / f"sync_depth_{i}.png")) / 1000.0
+        gt = np.asarray(read(DATA / "nyu_depth_v2" / "depth" / f"sync_depth_{i}.png")) / 1000.0
         out.append(("nyu", i, DATA / "nyu_depth_v2" / "rgb" / f"rgb_{i}.jpg", gt))
     for i in ("0000000005", "0000000050"):
-        gt = np.asarray(Image.open(DATA / "kitti" / "depth" / f"{i}.png")) / 256.0
+        gt = np.asarray(read(DATA / "kitti" / "depth" / f"{i}.png")) / 256.0
         out.append(("kitti", i, DATA / "kitti" / "rgb" / f"{i}.png", gt))
     out.append(("sun", "SUN", DATA / "sun_rgbd" / "SUN_color.jpg", sun_depth(DATA / "sun_rgbd" / "SUN_depth.png")))
     return out
@@ -62,7 +69,7 @@ def model():
 @pytest.fixture(scope="module")
 def predictions(model):
     rows = frames()
-    maps = model.predict([Image.open(p) for _, _, p, _ in rows])
+    maps = model.predict([read(p) for _, _, p, _ in rows])
     return [(d, i, p, gt, m) for (d, i, p, gt), m in zip(rows, maps, strict=True)]
 
 
@@ -77,7 +84,7 @@ def test_declares_a_relative_depth_model_run_by_litert(model):
 
 def test_maps_are_finite_positive_and_at_each_images_size(predictions):
     for _, _, path, gt, pred in predictions:
-        assert pred.dtype == np.float32 and pred.shape == gt.shape == Image.open(path).size[::-1]
+        assert pred.dtype == np.float32 and pred.shape == gt.shape == read(path).size[::-1]
         assert np.isfinite(pred).all() and float(pred.min()) > 0
 
 
@@ -101,7 +108,7 @@ def test_predict_equals_the_interpreter_run_by_hand(model, predictions):
     it = Interpreter(model_path=str(WEIGHTS), num_threads=1)
     it.allocate_tensors()
     for _, _, path, _, pred in predictions[2:4]:
-        im = Image.open(path).convert("RGB")
+        im = read(path).convert("RGB")
         x = np.asarray(im.resize((640, 448), Image.Resampling.BOX)).astype(np.float32) / 255.0
         it.set_tensor(it.get_input_details()[0]["index"], x[None])
         it.invoke()
