@@ -286,10 +286,8 @@ def test_full_architectures_have_their_published_size(name, published):
 def test_midas_preprocessing_equals_the_original_transform():
     """MiDaS Resize(upper_bound, multiple of 32, INTER_CUBIC) + NormalizeImage + PrepareForNet, with cv2."""
     cv2 = pytest.importorskip("cv2", reason="the original transform resizes with OpenCV")
-    proc = depth_preprocess_from_dict(DEPTH_MODELS["midas-v21"] and {
-        "kind": "midas", "size": {"height": 384, "width": 384}, "image_mean": [0.485, 0.456, 0.406],
-        "image_std": [0.229, 0.224, 0.225], "keep_aspect_ratio": True, "ensure_multiple_of": 32,
-        "resize_method": "upper_bound"}, "midas")
+    spec = DEPTH_MODELS["midas-v21"]
+    proc = depth_preprocess_from_dict(spec.processor_dict(), str(spec.processor_path))
     rng = np.random.default_rng(1)
     for h, w in ((480, 640), (375, 1242), (300, 200), (97, 40)):
         im = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
