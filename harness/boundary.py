@@ -36,6 +36,7 @@ import torch
 
 from harness.metrics import _label_pair
 from harness.summable import SummableState
+from harness.threads import one_thread_on
 
 DILATION_RATIO = 0.02  # Boundary IoU: d = ratio x image diagonal
 TRIMAP_WIDTHS = (1, 2, 5, 10, 20, 40)  # pixels
@@ -46,27 +47,49 @@ def dilation_pixels(height: int, width: int, ratio: float = DILATION_RATIO) -> i
     return max(1, int(round(ratio * math.sqrt(height**2 + width**2))))
 
 
-def _running_max(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
-    """Max of ``x`` over the clipped window [i - r, i + r] along ``dim`` (float, O(1) per element)."""
+def _window_extreme(x: torch.Tensor, r: int, dim: int, op) -> torch.Tensor:
+    """``op`` (``torch.maximum`` or ``torch.minimum``) of ``x`` over the clipped window [i - r, i + r]
+    along ``dim``, exact for any dtype.
+
+    Edge values are repeated r times at both ends (a clipped window's extreme equals the extreme
+    of the full window over the repeated edges); then windows of 2, 4, ... 2^j elements are built by
+    doubling (one ``op`` each) and a window of 2r + 1 is the ``op`` of two overlapping 2^j windows.
+    """
     if r == 0:
         return x
-    x = x.movedim(dim, -1)
-    n, k = x.shape[-1], 2 * r + 1
-    total = -(-(n + 2 * r) // k) * k
-    y = torch.nn.functional.pad(x, (r, total - n - r), value=-math.inf)
-    blocks = y.reshape(*y.shape[:-1], total // k, k)
-    prefix = blocks.cummax(-1).values.reshape(y.shape)
-    suffix = blocks.flip(-1).cummax(-1).values.flip(-1).reshape(y.shape)
-    out = torch.maximum(suffix[..., :n], prefix[..., k - 1:k - 1 + n])
-    return out.movedim(-1, dim)
+    n, k = x.shape[dim], 2 * r + 1
+    edge = list(x.shape)
+    edge[dim] = r
+    y = torch.cat([x.narrow(dim, 0, 1).expand(edge), x, x.narrow(dim, n - 1, 1).expand(edge)], dim)
+    m, p = y, 1
+    while 2 * p <= k:
+        length = m.shape[dim] - p
+        m = op(m.narrow(dim, 0, length), m.narrow(dim, p, length))  # m[i]: extreme of y[i .. i + 2p - 1]
+        p *= 2
+    return op(m.narrow(dim, 0, n), m.narrow(dim, k - p, n))
 
 
-def near_other_value(labels: torch.Tensor, r: int) -> torch.Tensor:
-    """bool (N, H, W): pixels of float ``labels`` (N, H, W) with a different value within chessboard
-    distance ``r`` inside the image."""
-    hi = _running_max(_running_max(labels, r, -1), r, -2)
-    lo = _running_max(_running_max(-labels, r, -1), r, -2)
-    return hi != -lo
+def _grow(hi: torch.Tensor, lo: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Window maximum and minimum grown by ``r`` in both image axes (clipped (2r+1)^2 windows compose:
+    radius a then radius b is radius a + b)."""
+    for dim in (-1, -2):
+        hi, lo = _window_extreme(hi, r, dim, torch.maximum), _window_extreme(lo, r, dim, torch.minimum)
+    return hi, lo
+
+
+def near_other_values(labels: torch.Tensor, radii: Sequence[int]) -> dict[int, torch.Tensor]:
+    """For each radius r: bool map of the pixels of integer ``labels`` (N, H, W) with a different
+    value within chessboard distance r inside the image (window maximum != window minimum)."""
+    out, hi, lo, done = {}, labels, labels, 0
+    for r in sorted(set(radii)):
+        hi, lo = _grow(hi, lo, r - done)
+        out[r], done = hi != lo, r
+    return out
+
+
+def _code_dtype(num_classes: int) -> torch.dtype:
+    """The narrowest integer type holding codes 0..C (window extremes read less memory)."""
+    return torch.uint8 if num_classes < 255 else torch.int16 if num_classes < 2**15 - 1 else torch.int32
 
 
 def image_frame(shape: tuple[int, ...], d: int, device: torch.device) -> torch.Tensor:
@@ -106,8 +129,9 @@ class BoundaryMetrics(SummableState):
                                         or dilation_px < 1):
             raise ValueError(f"dilation_px must be a positive integer (pixels), got {dilation_px!r}")
         widths = tuple(trimap_widths)
-        if any(isinstance(w, bool) or int(w) != w or w < 1 for w in widths) or len(set(widths)) != len(widths):
-            raise ValueError(f"trimap_widths must be distinct positive integers (pixels), got {list(widths)}")
+        if (any(isinstance(w, bool) or int(w) != w or w < 1 for w in widths) or len(set(widths)) != len(widths)
+                or len(widths) > 255):
+            raise ValueError(f"trimap_widths must be at most 255 distinct positive integers (pixels), got {list(widths)}")
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.dilation_ratio, self.dilation_px = float(dilation_ratio), dilation_px
         self.trimap_widths = tuple(int(w) for w in widths)
@@ -124,31 +148,38 @@ class BoundaryMetrics(SummableState):
                                                                                          self.dilation_ratio)
 
     def _codes(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(pred, target) as int64 codes 0..C (C: no class / ignored) and the valid-target mask."""
+        """(pred, target) as int32 codes 0..C (C: no class / ignored) and the valid-target mask."""
         C = self.num_classes
-        t = target.long()
+        t = target.long() if target.dtype.itemsize > 4 or target.dtype == torch.uint32 else target.int()
         ignored = t == self.ignore_index
         bad = ((t < 0) | (t >= C)) & ~ignored
         if bool(bad.any()):
             raise ValueError(f"target value {int(t[bad][0])} is outside 0..{C - 1} and is not the ignore index "
                              f"{self.ignore_index}")
-        p = pred.long()
-        p = torch.where((p < 0) | (p >= C), C, p)
-        return p, torch.where(ignored, C, t), ~ignored
+        p = pred.long() if pred.dtype.itemsize > 4 else pred
+        p = torch.where((p < 0) | (p >= C), C, p).int()
+        return p, torch.where(ignored, C, t).int(), ~ignored
 
-    def _counts(self, band_t: torch.Tensor, band_p: torch.Tensor, p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """(3, C) intersection, ground-truth and predicted pixels of classes inside the bands."""
-        C = self.num_classes
-        rows = []
-        for mask, values in ((band_t & band_p & (p == t), t), (band_t, t), (band_p, p)):
-            idx = torch.where(mask, values, C).reshape(-1)  # C: outside the band, ignored or no class
-            rows.append(torch.bincount(idx, minlength=C + 1)[:C])
-        return torch.stack(rows)
+    def _bincounts(self, indices: list[torch.Tensor], levels: int) -> torch.Tensor:
+        """(levels, len(indices), C) counts of flat bin indices ``level * (C + 1) + class`` (class C dropped)."""
+        K = self.num_classes + 1
+        rows = [torch.bincount(i.reshape(-1), minlength=levels * K).view(levels, K)[:, :-1] for i in indices]
+        return torch.stack(rows, 1)
+
+    def _trimap_levels(self, near: dict[int, torch.Tensor], shape: torch.Size, device) -> torch.Tensor:
+        """Per pixel, the index (in ascending width order) of the narrowest trimap band holding it;
+        len(widths) outside every band (at most 255 widths). Bands are nested, so a band's counts are
+        a cumulative sum."""
+        level = torch.zeros(shape, dtype=torch.uint8, device=device)
+        for w in self.trimap_widths:
+            level += ~near[w]  # the number of bands missing the pixel: the narrowest one's index
+        return level.to(torch.int32)
 
     def update(self, pred, target) -> None:
         """Add one label map (H, W) or a batch of equally sized maps (N, H, W) and their targets.
 
-        Integer tensors or numpy arrays of the same shape; the band width follows (H, W).
+        Integer tensors or numpy arrays of the same shape; the band width follows (H, W). On the
+        CPU the work runs in the calling thread (:mod:`harness.threads`).
         """
         pred, target = _label_pair(pred, target, self.device)
         if pred.dim() not in (2, 3):
@@ -157,18 +188,28 @@ class BoundaryMetrics(SummableState):
             pred, target = pred[None], target[None]
         if pred.numel() == 0:
             return
+        with one_thread_on(pred.device):
+            self._add(self._image_counts(pred, target))
+
+    def _image_counts(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The state's counts for a batch (N, H, W) of equally sized maps."""
+        C = self.num_classes
         p, t, valid = self._codes(pred, target)
-        h, w = t.shape[-2:]
-        d = self.band_width(h, w)
-        pf, tf = p.to(torch.float32), t.to(torch.float32)
+        d = self.band_width(*t.shape[-2:])
+        code = _code_dtype(C)
+        near_t = near_other_values(t.to(code), [d, *self.trimap_widths])
         frame = image_frame(t.shape, d, t.device)
-        band_t = (near_other_value(tf, d) | frame) & valid
-        band_p = (near_other_value(pf, d) | frame) & valid
-        counts = [self._counts(band_t, band_p, p, t)]
-        for width in self.trimap_widths:
-            band = near_other_value(tf, width) & valid
-            counts.append(self._counts(band, band, p, t))
-        self._add(torch.stack(counts))
+        band_t = (near_t[d] | frame) & valid
+        band_p = (near_other_values(p.to(code), [d])[d] | frame) & valid
+        hit = valid & (p == t)
+        boundary = self._bincounts([torch.where(band_t & band_p & hit, t, C), torch.where(band_t, t, C),
+                                    torch.where(band_p, p, C)], 1)
+        base = self._trimap_levels(near_t, t.shape, t.device) * (C + 1)
+        n = len(self.trimap_widths)
+        trimap = self._bincounts([base + torch.where(hit, t, C), base + t, base + torch.where(valid, p, C)],
+                                 n + 1)[:n].cumsum(0)
+        order = [sorted(self.trimap_widths).index(w) for w in self.trimap_widths]
+        return torch.cat([boundary, trimap[order]])
 
     def compute(self) -> dict:
         """``mBIoU`` and per-class ``BIoU`` (fractions, NaN for an empty union) and ``trimap``:

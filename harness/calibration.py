@@ -1,7 +1,8 @@
 """Calibration of per-pixel softmax confidence: ECE, MCE, NLL, Brier score, reliability diagram.
 
-Definitions (per valid pixel, ``p = softmax(logits)`` at the label's resolution, ``y`` the target):
-confidence ``max_k p_k``, prediction ``argmax_k p_k``, correct when the prediction equals ``y``.
+Definitions (per valid pixel, ``p = softmax(logits)`` at the label's resolution, ``y`` the target,
+``k*`` the predicted label, by default the argmax): confidence ``p_k*`` (= ``max_k p_k`` for the
+argmax), correct when ``k* = y``.
 
 - ECE (Guo et al., ICML 2017; Naeini et al. 2015): ``sum_m |correct_m - conf_m| / n`` over ``B``
   equal-width bins (default 15); bin ``m`` (0-based) holds confidences in ``(m/B, (m+1)/B]`` (Guo
@@ -19,10 +20,13 @@ vector that sums across images and ranks.
 Resolution. :meth:`CalibrationMetrics.update_logits` takes the model's low-resolution logits and
 resizes them to the label size exactly as :mod:`harness.models.postprocess` does
 (``F.interpolate(logits, size, mode, align_corners=False)``, float32), in channel chunks of at
-most ``UPSAMPLE_CHUNK_BYTES``: a running maximum, softmax denominator (rescaled when the maximum
-grows, as in an online log-sum-exp), sum of squared probabilities and target logit carry over
-from chunk to chunk, so the full-resolution probability tensor never exists. It returns the
-argmax label map, which equals the postprocessed prediction.
+most ``CHUNK_BYTES``: a running maximum, softmax denominator and sum of squared exponentials
+(rescaled when the maximum grows, as in an online log-sum-exp) and the logits of the target and
+predicted classes carry over from chunk to chunk, so the full-resolution probability tensor never
+exists. The predicted labels are the postprocess's (passed in, or computed by
+:func:`harness.models.postprocess.upsample_argmax`) and are returned. Cost: one full-resolution
+resize of every channel plus a few passes over it (on the CPU about the reference postprocess
+without its shortcut; docs/PERFORMANCE.md).
 
 Label-map models (LiteRT, argmax inside the model) have no probabilities:
 :func:`unsupported_reason` says so.
@@ -37,10 +41,15 @@ import torch
 import torch.nn.functional as F
 
 from harness.metrics import _label_tensor
-from harness.models.postprocess import UPSAMPLE_CHUNK_BYTES
+from harness.models.postprocess import UPSAMPLE_CHUNK_BYTES, upsample_argmax
 from harness.summable import SummableState
+from harness.threads import one_thread_on
 
 N_BINS = 15
+# Largest block of resized logits handled at once (bytes). Each block also costs a dozen (H, W)
+# map operations, so smaller blocks are slower (CPU, 150 classes at 512x683: 0.5-4 MiB 2-4x slower
+# than 16 MiB; 64 MiB and more 1.2-1.6x slower).
+CHUNK_BYTES = UPSAMPLE_CHUNK_BYTES
 LABEL_MAP_REASON = ("the model outputs label maps (the argmax is taken inside the model), not logits: "
                     "it has no per-pixel class probabilities, so its confidence cannot be calibrated")
 
@@ -51,32 +60,39 @@ def unsupported_reason(model) -> str | None:
 
 
 class _Running:
-    """Per-pixel running softmax statistics over channel chunks of resized logits (float32, (H, W))."""
+    """Per-pixel running softmax statistics over channel chunks of resized logits (float32, (H, W)):
+    maximum, denominator ``sum exp(z - max)`` and ``sum exp(2 (z - max))`` (both rescaled when the
+    maximum grows), and the logits of the target and of the predicted class."""
 
-    def __init__(self, target: torch.Tensor):
-        self.target = target
-        self.max = self.denom = self.sq = self.target_logit = self.argmax = None
+    def __init__(self, target: torch.Tensor, pred: torch.Tensor):
+        self.target, self.pred = target, pred
+        self.max = self.denom = self.sq = self.target_logit = self.pred_logit = None
 
     def add(self, z: torch.Tensor, start: int) -> None:
         """Fold channels ``start .. start + len(z) - 1`` (``z``: (k, H, W) logits) into the statistics."""
-        cmax, cidx = z.max(0)
+        cmax = z.amax(0)
         if self.max is None:
-            self.max, self.argmax = cmax, cidx + start
+            self.max = cmax
             e = torch.exp(z - cmax)
-            self.denom, self.sq = e.sum(0), (e * e).sum(0)
-            self.target_logit = torch.zeros_like(cmax)
+            self.denom, self.sq = e.sum(0), e.square_().sum(0)
+            self.target_logit, self.pred_logit = torch.zeros_like(cmax), torch.zeros_like(cmax)
         else:
             new = torch.maximum(self.max, cmax)
             scale = torch.exp(self.max - new)
             e = torch.exp(z - new)
             self.denom = self.denom * scale + e.sum(0)
-            self.sq = self.sq * (scale * scale) + (e * e).sum(0)
-            self.argmax = torch.where(cmax > self.max, cidx + start, self.argmax)  # first maximum wins
+            self.sq = self.sq * scale.square_() + e.square_().sum(0)
             self.max = new
+        self.target_logit = self._pick(z, start, self.target, self.target_logit)
+        self.pred_logit = self._pick(z, start, self.pred, self.pred_logit)
+
+    @staticmethod
+    def _pick(z: torch.Tensor, start: int, labels: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+        """``current`` with the logits of ``labels`` that fall in this chunk filled in."""
         k = z.shape[0]
-        inside = (self.target >= start) & (self.target < start + k)
-        picked = z.gather(0, (self.target - start).clamp(0, k - 1)[None])[0]
-        self.target_logit = torch.where(inside, picked, self.target_logit)
+        inside = (labels >= start) & (labels < start + k)
+        picked = z.gather(0, (labels - start).clamp(0, k - 1)[None])[0]
+        return torch.where(inside, picked, current)
 
 
 def _chunks(logits: torch.Tensor, size: tuple[int, int], mode: str, max_bytes: int):
@@ -131,40 +147,46 @@ class CalibrationMetrics(SummableState):
                              f"the ignore index {self.ignore_index}")
         return torch.where(ignored, 0, t), ~ignored
 
-    def update_logits(self, logits: torch.Tensor, target, mode: str = "bilinear",
-                      max_bytes: int = UPSAMPLE_CHUNK_BYTES) -> torch.Tensor:
+    def update_logits(self, logits: torch.Tensor, target, mode: str = "bilinear", pred=None,
+                      max_bytes: int = CHUNK_BYTES) -> torch.Tensor:
         """Add logits (C, h, w) or (N, C, h, w) at any resolution and their targets (H, W) / (N, H, W).
 
         The logits are resized to the target's size with ``mode`` (as the postprocess does) chunk
-        by chunk. Returns the int64 argmax label map(s) at the target's size (the prediction).
+        by chunk. ``pred``: the label map(s) already computed from these logits (the postprocess
+        output; saves computing it again), else :func:`upsample_argmax` makes them. Returns the
+        int64 label map(s) at the target's size. On the CPU the work runs in the calling thread.
         """
         if not isinstance(logits, torch.Tensor) or logits.dim() not in (3, 4) or not logits.is_floating_point():
             desc = f"{logits.dtype} {tuple(logits.shape)}" if isinstance(logits, torch.Tensor) else type(logits).__name__
             raise ValueError(f"logits {desc}: expected a float tensor (C, h, w) or (N, C, h, w)")
         single = logits.dim() == 3
-        batch = logits[None] if single else logits
-        if self.device is not None:
-            batch = batch.to(self.device)
+        batch = (logits[None] if single else logits).to(self.device or logits.device)
         t, valid = self._target(target, batch.device)
         t, valid = (t[None], valid[None]) if t.dim() == 2 else (t, valid)
         if batch.shape[1] != self.num_classes or t.dim() != 3 or t.shape[0] != batch.shape[0]:
             raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(t.shape)}: expected {self.num_classes} "
                              "channels and one (H, W) target per image")
-        preds = [self._image(batch[i], t[i], valid[i], mode, max_bytes) for i in range(batch.shape[0])]
-        return preds[0] if single else torch.stack(preds)
+        size = tuple(t.shape[-2:])
+        if pred is None:
+            pred = torch.stack([upsample_argmax(z, size, mode) for z in batch])
+        pred = _label_tensor(pred, "pred", batch.device).long().reshape(t.shape)
+        with one_thread_on(batch.device):
+            for i in range(batch.shape[0]):
+                self._image(batch[i], t[i], valid[i], pred[i], mode, max_bytes)
+        return pred[0] if single else pred
 
-    def _image(self, logits: torch.Tensor, t: torch.Tensor, valid: torch.Tensor, mode: str,
-               max_bytes: int) -> torch.Tensor:
-        """Statistics of one image; returns its label map."""
-        run = _Running(t)
+    def _image(self, logits: torch.Tensor, t: torch.Tensor, valid: torch.Tensor, pred: torch.Tensor, mode: str,
+               max_bytes: int) -> None:
+        """Add the statistics of one image: logits (C, h, w), target and valid mask (H, W), its labels."""
+        run = _Running(t, pred.clamp(0, self.num_classes - 1))
         for start, z in _chunks(logits, tuple(t.shape), mode, max_bytes):
             run.add(z, start)
-        conf = 1.0 / run.denom  # the winning class's probability: exp(max - max) / denom
-        p_target = torch.exp(run.target_logit - run.max) * conf
+        inv = 1.0 / run.denom
+        conf = torch.exp(run.pred_logit - run.max) * inv  # the predicted class's probability
+        p_target = torch.exp(run.target_logit - run.max) * inv
         nll = torch.log(run.denom) + run.max - run.target_logit
-        brier = run.sq * conf * conf - 2.0 * p_target + 1.0
-        self._add_pixels(conf, run.argmax == t, nll, brier, valid)
-        return run.argmax
+        brier = run.sq * inv * inv - 2.0 * p_target + 1.0
+        self._add_pixels(conf, pred == t, nll, brier, valid)
 
     def _add_pixels(self, conf: torch.Tensor, correct: torch.Tensor, nll: torch.Tensor, brier: torch.Tensor,
                     valid: torch.Tensor) -> None:

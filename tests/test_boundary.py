@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness.boundary import BoundaryMetrics, _running_max, dilation_pixels
+from harness.boundary import BoundaryMetrics, _window_extreme, dilation_pixels
 
 ndimage = pytest.importorskip("scipy.ndimage", reason="scipy is needed for the reference (pip install scipy)")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -92,12 +92,14 @@ def blobs(h, w, C, seed, cells=(5, 6)):
     return coarse[rows][:, cols]
 
 
-def test_running_max_equals_a_direct_window_max():
-    x = torch.randn(2, 3, 41)
-    for r in (0, 1, 2, 7, 20, 40, 100):
-        direct = torch.stack([x[..., max(0, i - r):i + r + 1].amax(-1) for i in range(41)], -1)
-        assert torch.equal(_running_max(x, r, -1), direct)
-        assert torch.equal(_running_max(x.transpose(-1, -2), r, -2), direct.transpose(-1, -2))
+def test_window_extremes_equal_a_direct_window_max_and_min():
+    x = torch.randint(0, 50, (2, 3, 41), dtype=torch.int16)
+    for r in (0, 1, 2, 3, 7, 20, 40, 100):
+        hi = torch.stack([x[..., max(0, i - r):i + r + 1].amax(-1) for i in range(41)], -1)
+        lo = torch.stack([x[..., max(0, i - r):i + r + 1].amin(-1) for i in range(41)], -1)
+        assert torch.equal(_window_extreme(x, r, -1, torch.maximum), hi)
+        assert torch.equal(_window_extreme(x, r, -1, torch.minimum), lo)
+        assert torch.equal(_window_extreme(x.transpose(-1, -2), r, -2, torch.maximum), hi.transpose(-1, -2))
 
 
 def test_reference_band_equals_the_boundary_iou_code():
@@ -219,7 +221,7 @@ def test_bad_inputs_name_the_value():
         m.update(np.zeros((8, 8), np.float32), np.zeros((8, 8), np.int64))
     with pytest.raises(ValueError, match=r"expected \(H, W\) or \(N, H, W\)"):
         m.update(np.zeros((1, 1, 8, 8), np.int64), np.zeros((1, 1, 8, 8), np.int64))
-    with pytest.raises(ValueError, match=r"trimap_widths must be distinct positive integers"):
+    with pytest.raises(ValueError, match=r"trimap_widths must be at most 255 distinct positive integers"):
         BoundaryMetrics(3, trimap_widths=(2, 2))
     with pytest.raises(ValueError, match=r"dilation_px must be a positive integer"):
         BoundaryMetrics(3, dilation_px=0)
@@ -258,3 +260,10 @@ def test_real_samples_with_real_model_predictions(dataset, capsys):
     with capsys.disabled():
         print(f"\n{dataset}: mBIoU {o['mBIoU']:.4f}, trimap aAcc (2, 10 px) "
               f"{', '.join(f'{v:.4f}' for v in o['trimap']['aAcc'])}")
+
+
+def test_unsorted_widths_and_many_classes():
+    t, p = blobs(40, 50, 300, 3, cells=(8, 9)), blobs(40, 50, 300, 4, cells=(8, 9))
+    o = check([p], [t], 300, widths=(8, 1, 3))  # codes above 255 take the int16 path
+    a1, a3, a8 = ours([p], [t], 300, widths=(1, 3, 8))["trimap"]["aAcc"]
+    assert o["trimap"]["widths_px"] == [8, 1, 3] and o["trimap"]["aAcc"] == [a8, a1, a3]

@@ -237,3 +237,19 @@ def test_logit_models_are_supported():
     class Logits:
         output_kind = "logits"
     assert unsupported_reason(Logits()) is None
+
+
+def test_given_labels_set_the_confidence_and_correctness():
+    """Confidence is the probability of the given label: logits (1, 0), labels all 1 -> 1 / (1 + e)."""
+    logits = torch.stack([torch.ones(3, 3), torch.zeros(3, 3)])
+    target = np.array([[1, 1, 0], [0, 0, 0], [1, 255, 0]])
+    m = CalibrationMetrics(2, n_bins=10)
+    out = m.update_logits(logits, target, pred=torch.ones(3, 3, dtype=torch.int64))
+    assert torch.equal(out, torch.ones(3, 3, dtype=torch.int64))
+    o = m.compute()
+    q = 1 / (1 + math.e)
+    assert o["reliability"]["count"][2] == 8 and o["accuracy"] == pytest.approx(3 / 8)
+    assert o["ECE"] == pytest.approx(abs(3 / 8 - q), abs=1e-7)
+    argmax = CalibrationMetrics(2, n_bins=10)
+    assert torch.equal(argmax.update_logits(logits, target), torch.zeros(3, 3, dtype=torch.int64))
+    assert argmax.compute()["reliability"]["count"][7] == 8  # 1 - q = 0.731 in (0.7, 0.8]
