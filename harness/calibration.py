@@ -69,41 +69,46 @@ class _Running:
         self.max = self.denom = self.sq = self.target_logit = self.pred_logit = None
 
     def add(self, z: torch.Tensor, start: int) -> None:
-        """Fold channels ``start .. start + len(z) - 1`` (``z``: (k, H, W) logits) into the statistics."""
-        cmax = z.amax(0)
-        if self.max is None:
-            self.max = cmax
-            e = torch.exp(z - cmax)
-            self.denom, self.sq = e.sum(0), e.square_().sum(0)
-            self.target_logit, self.pred_logit = torch.zeros_like(cmax), torch.zeros_like(cmax)
-        else:
-            new = torch.maximum(self.max, cmax)
-            scale = torch.exp(self.max - new)
-            e = torch.exp(z - new)
-            self.denom = self.denom * scale + e.sum(0)
-            self.sq = self.sq * scale.square_() + e.square_().sum(0)
-            self.max = new
+        """Fold channels ``start .. start + len(z) - 1`` (``z``: (k, H, W) logits, overwritten) into the
+        statistics. In-place arithmetic: no second chunk-sized tensor is allocated."""
         self.target_logit = self._pick(z, start, self.target, self.target_logit)
         self.pred_logit = self._pick(z, start, self.pred, self.pred_logit)
+        cmax = z.amax(0)
+        if self.max is not None:
+            new = torch.maximum(self.max, cmax)
+            scale = torch.exp(self.max - new)
+            cmax = new
+        e = z.sub_(cmax).exp_()
+        denom = e.sum(0)
+        sq = e.square_().sum(0)
+        if self.max is None:
+            self.denom, self.sq = denom, sq
+        else:
+            self.denom = self.denom.mul_(scale).add_(denom)
+            self.sq = self.sq.mul_(scale.square_()).add_(sq)
+        self.max = cmax
 
     @staticmethod
-    def _pick(z: torch.Tensor, start: int, labels: torch.Tensor, current: torch.Tensor) -> torch.Tensor:
+    def _pick(z: torch.Tensor, start: int, labels: torch.Tensor, current: torch.Tensor | None) -> torch.Tensor:
         """``current`` with the logits of ``labels`` that fall in this chunk filled in."""
         k = z.shape[0]
+        if current is None:
+            current = torch.zeros(z.shape[1:], dtype=z.dtype, device=z.device)
         inside = (labels >= start) & (labels < start + k)
         picked = z.gather(0, (labels - start).clamp(0, k - 1)[None])[0]
         return torch.where(inside, picked, current)
 
 
 def _chunks(logits: torch.Tensor, size: tuple[int, int], mode: str, max_bytes: int):
-    """(start, (k, H, W) float32 logits at ``size``) for channel chunks of at most ``max_bytes``."""
+    """(start, (k, H, W) float32 logits at ``size``, a fresh tensor) for channel chunks of at most ``max_bytes``."""
     c, h, w = logits.shape
     step = max(1, min(c, max_bytes // max(size[0] * size[1] * 4, 1)))
     for start in range(0, c, step):
-        chunk = logits[start:start + step].float()
+        chunk = logits[start:start + step]
         if (h, w) != tuple(size):
-            chunk = F.interpolate(chunk[None], size=size, mode=mode, align_corners=False)[0]
-        yield start, chunk
+            yield start, F.interpolate(chunk[None].float(), size=size, mode=mode, align_corners=False)[0]
+        else:
+            yield start, chunk.to(torch.float32, copy=True)  # the consumer overwrites it
 
 
 class CalibrationMetrics(SummableState):

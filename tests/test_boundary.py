@@ -5,6 +5,7 @@ erosion, on edge cases and on the real samples with predictions of the real Lite
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,9 @@ import torch
 from harness.boundary import BoundaryMetrics, _window_extreme, dilation_pixels
 
 ndimage = pytest.importorskip("scipy.ndimage", reason="scipy is needed for the reference (pip install scipy)")
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_litert import REAL, load_real  # noqa: E402
+
 WIDTHS = (1, 3, 8)
 
 
@@ -229,25 +232,9 @@ def test_bad_inputs_name_the_value():
         BoundaryMetrics(3, dilation_ratio=1.5)
 
 
-REAL = {
-    "ade20k": ("deeplabv3_mnv2_ade20k_uint8.tflite", "data/ade20k/ADEChallengeData2016", {}, "ade20k_reduce_zero"),
-    "voc": ("deeplabv3_mnv2_pascal_quant.tflite", "data/voc2012/VOCdevkit/VOC2012", {"split": "all"}, None),
-    "cityscapes": ("deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite", "data/cityscapes", {}, None),
-}
-
-
 def real_predictions(dataset: str):
     """(predictions of the real LiteRT model, labels, number of classes) on the real samples."""
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (pip install 'segbench[litert]')")
-    import harness
-    from harness.models.litert import load_litert_model
-
-    file, root, opts, label_map = REAL[dataset]
-    for p in (SHARED / "weights" / file, SHARED / root):
-        if not p.exists():
-            pytest.skip(f"{p} is not present (real samples and weights live in ../shared beside the repository)")
-    ds = harness.load_dataset(dataset, root=str(SHARED / root), **opts)
-    model = load_litert_model(str(SHARED / "weights" / file), label_set=dataset, label_map=label_map)
+    ds, model = load_real(dataset)
     samples = [ds.load(i) for i in range(len(ds))]
     return [model.predict([s.image])[0] for s in samples], [s.label for s in samples], ds.num_classes
 

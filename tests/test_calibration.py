@@ -5,6 +5,7 @@ values on edge cases, and the real samples (real labels, cropped; the LiteRT mod
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ import torch.nn.functional as F
 from harness.calibration import LABEL_MAP_REASON, CalibrationMetrics, unsupported_reason
 from harness.models.postprocess import upsample_argmax
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_litert import REAL, load_real  # noqa: E402
 
 
 def reference(logits_list, targets, C, mode="bilinear", bins=15, ignore=255) -> dict:
@@ -196,27 +198,11 @@ def test_bad_inputs_name_the_value():
         CalibrationMetrics(3, n_bins=0)
 
 
-REAL = {
-    "ade20k": ("deeplabv3_mnv2_ade20k_uint8.tflite", "data/ade20k/ADEChallengeData2016", {}, "ade20k_reduce_zero"),
-    "voc": ("deeplabv3_mnv2_pascal_quant.tflite", "data/voc2012/VOCdevkit/VOC2012", {"split": "all"}, None),
-    "cityscapes": ("deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite", "data/cityscapes", {}, None),
-}
-
-
 @pytest.mark.parametrize("dataset", list(REAL))
 def test_real_samples(dataset):
     """The real LiteRT model is a label-map model: it says why it cannot be calibrated. The real labels
     (sizes, ignore pixels) with quarter-resolution logits built from its predictions match the reference."""
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (pip install 'segbench[litert]')")
-    import harness
-    from harness.models.litert import load_litert_model
-
-    file, root, opts, label_map = REAL[dataset]
-    for p in (SHARED / "weights" / file, SHARED / root):
-        if not p.exists():
-            pytest.skip(f"{p} is not present (real samples and weights live in ../shared beside the repository)")
-    ds = harness.load_dataset(dataset, root=str(SHARED / root), **opts)
-    model = load_litert_model(str(SHARED / "weights" / file), label_set=dataset, label_map=label_map)
+    ds, model = load_real(dataset)
     assert unsupported_reason(model) == LABEL_MAP_REASON and "cannot be calibrated" in LABEL_MAP_REASON
     C = ds.num_classes
     g = torch.Generator().manual_seed(0)
@@ -253,3 +239,11 @@ def test_given_labels_set_the_confidence_and_correctness():
     argmax = CalibrationMetrics(2, n_bins=10)
     assert torch.equal(argmax.update_logits(logits, target), torch.zeros(3, 3, dtype=torch.int64))
     assert argmax.compute()["reliability"]["count"][7] == 8  # 1 - q = 0.731 in (0.7, 0.8]
+
+
+def test_logits_are_not_modified():
+    logits = torch.randn(2, 5, 4, 6)
+    copy = logits.clone()
+    CalibrationMetrics(5).update_logits(logits, torch.zeros(2, 4, 6, dtype=torch.int64))  # label resolution
+    CalibrationMetrics(5).update_logits(logits, torch.zeros(2, 8, 12, dtype=torch.int64))
+    assert torch.equal(logits, copy)

@@ -28,7 +28,8 @@ from harness.robustness.corruptions import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT / "tests"))
+from real_litert import REAL, load_real  # noqa: E402
 
 
 def need_package():
@@ -200,29 +201,15 @@ def test_expand_error_names_the_suite_file():
 
 
 # -- real samples, real models: the severity ordering -------------------------------------------
-REAL = {
-    "ade20k": ("deeplabv3_mnv2_ade20k_uint8.tflite", "data/ade20k/ADEChallengeData2016", {}, "ade20k_reduce_zero"),
-    "voc": ("deeplabv3_mnv2_pascal_quant.tflite", "data/voc2012/VOCdevkit/VOC2012", {"split": "all"}, None),
-    "cityscapes": ("deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite", "data/cityscapes", {}, None),
-}
-
-
 @pytest.mark.parametrize("dataset", list(REAL))
 def test_gaussian_noise_severity_ordering_on_real_samples(dataset, capsys):
     """mIoU at gaussian_noise severities 1..5 with the real LiteRT models on the real samples: severity
     5 is below severity 1 and below clean. The full sequence is printed (docs/ROBUSTNESS.md records
     it); single steps need not fall on so few images (ADE20K rises from 3 to 4)."""
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (pip install 'segbench[litert]')")
     need_package()
     import harness
-    from harness.models.litert import load_litert_model
 
-    file, root, opts, label_map = REAL[dataset]
-    for p in (SHARED / "weights" / file, SHARED / root):
-        if not p.exists():
-            pytest.skip(f"{p} is not present (real samples and weights live in ../shared beside the repository)")
-    ds = harness.load_dataset(dataset, root=str(SHARED / root), **opts)
-    model = load_litert_model(str(SHARED / "weights" / file), label_set=dataset, label_map=label_map)
+    ds, model = load_real(dataset)
     samples = [ds.load(i) for i in range(len(ds))]
     miou = []
     for sev in range(6):
