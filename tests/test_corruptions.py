@@ -223,3 +223,19 @@ def test_gaussian_noise_severity_ordering_on_real_samples(dataset, capsys):
         print(f"\n{dataset} gaussian_noise mIoU clean,1..5: {', '.join(f'{v:.4f}' for v in miou)}; "
               f"rises: {', '.join(rises) or 'none'}")
     assert miou[5] < miou[1] < miou[0]
+
+
+@pytest.mark.parametrize("severity", [1, 2, 3, 4, 5])
+def test_fast_glass_blur_equals_the_package_function(severity):
+    need_package()
+    from harness.robustness.corruptions import _package, corruption_seed
+
+    package = _package()
+    import imagecorruptions
+
+    assert imagecorruptions.corruption_dict["glass_blur"] is not package["package_glass_blur"]
+    for h, w in ((37, 45), (64, 33)):
+        im = image(h, w, seed=severity)
+        np.random.seed(corruption_seed(0, "glass_blur", severity, "g"))
+        ref = np.uint8(package["package_glass_blur"](im, severity))
+        assert np.array_equal(np.asarray(corrupt(im, "glass_blur", severity, sample_id="g")), ref)
