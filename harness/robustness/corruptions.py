@@ -35,6 +35,7 @@ uint8 ``PIL.Image`` of the input's size (the package truncates its float result 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import inspect
 import os
 import sys
@@ -304,13 +305,11 @@ def _package() -> dict:
         if _STATE:
             return _STATE
         shim = None
-        try:
-            import pkg_resources  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("pkg_resources") is None:
             shim = sys.modules["pkg_resources"] = _pkg_resources_stand_in()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
+            with warnings.catch_warnings():  # pkg_resources' and scipy's deprecation notices
+                warnings.simplefilter("ignore")
                 import imagecorruptions
                 from imagecorruptions import corruptions as module
         except ImportError as e:
