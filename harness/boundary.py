@@ -87,6 +87,11 @@ def near_other_values(labels: torch.Tensor, radii: Sequence[int]) -> dict[int, t
     return out
 
 
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """An integer label map as int32, or int64 when it is wider (values are compared, never wrapped)."""
+    return x.long() if x.dtype.itemsize > 4 else x.int()
+
+
 def _code_dtype(num_classes: int) -> torch.dtype:
     """The narrowest integer type holding codes 0..C (window extremes read less memory)."""
     return torch.uint8 if num_classes < 255 else torch.int16 if num_classes < 2**15 - 1 else torch.int32
@@ -150,13 +155,13 @@ class BoundaryMetrics(SummableState):
     def _codes(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(pred, target) as int32 codes 0..C (C: no class / ignored) and the valid-target mask."""
         C = self.num_classes
-        t = target.long() if target.dtype.itemsize > 4 or target.dtype == torch.uint32 else target.int()
+        t = _wide(target)
         ignored = t == self.ignore_index
         bad = ((t < 0) | (t >= C)) & ~ignored
         if bool(bad.any()):
             raise ValueError(f"target value {int(t[bad][0])} is outside 0..{C - 1} and is not the ignore index "
                              f"{self.ignore_index}")
-        p = pred.long() if pred.dtype.itemsize > 4 else pred
+        p = _wide(pred)
         p = torch.where((p < 0) | (p >= C), C, p).int()
         return p, torch.where(ignored, C, t).int(), ~ignored
 

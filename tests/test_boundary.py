@@ -254,3 +254,15 @@ def test_unsorted_widths_and_many_classes():
     o = check([p], [t], 300, widths=(8, 1, 3))  # codes above 255 take the int16 path
     a1, a3, a8 = ours([p], [t], 300, widths=(1, 3, 8))["trimap"]["aAcc"]
     assert o["trimap"]["widths_px"] == [8, 1, 3] and o["trimap"]["aAcc"] == [a8, a1, a3]
+
+
+def test_narrow_input_types():
+    """uint8 maps (as masks are stored), including values that are no class, equal int64 maps."""
+    t = blobs(30, 30, 250, 5).astype(np.uint8)
+    p = np.where(blobs(30, 30, 2, 6) == 0, 254, t).astype(np.uint8)
+    for C in (250, 300):
+        check([p], [t.astype(np.int64)], C, widths=(2,))
+        m = BoundaryMetrics(C, trimap_widths=(2,))
+        m.update(p, t)
+        wide = ours([p.astype(np.int64)], [t.astype(np.int64)], C, widths=(2,))
+        assert same(m.compute()["BIoU"], wide["BIoU"]) and m.compute()["trimap"] == wide["trimap"]
