@@ -59,20 +59,50 @@ def unsupported_reason(model) -> str | None:
     return LABEL_MAP_REASON if getattr(model, "output_kind", "logits") == "labels" else None
 
 
+class _Picker:
+    """The logit of each pixel's label (one label map (H, W), values 0..C-1), read chunk by chunk.
+
+    ``by_label`` (the CPU's way): pixels are sorted by label once, and each chunk reads only the
+    pixels whose label it holds (two small index operations). Otherwise each chunk gathers at
+    every pixel and keeps the pixels whose label it holds (no host synchronisation: the device's way).
+    """
+
+    def __init__(self, labels: torch.Tensor, num_classes: int, by_label: bool):
+        self.labels, self.by_label = labels, by_label
+        self.values = torch.zeros(labels.shape, dtype=torch.float32, device=labels.device)
+        if by_label:
+            self.sorted, self.order = torch.sort(labels.reshape(-1), stable=True)
+            classes = torch.arange(num_classes + 1, device=labels.device, dtype=self.sorted.dtype)
+            self.bounds = torch.searchsorted(self.sorted, classes).tolist()
+
+    def add(self, z: torch.Tensor, start: int) -> None:
+        """Read the logits of the labels ``start .. start + len(z) - 1`` from ``z`` (k, H, W)."""
+        k = z.shape[0]
+        if self.by_label:
+            a, b = self.bounds[start], self.bounds[min(start + k, len(self.bounds) - 1)]
+            pixels = self.order[a:b]
+            self.values.view(-1)[pixels] = z.reshape(k, -1)[self.sorted[a:b] - start, pixels]
+            return
+        inside = (self.labels >= start) & (self.labels < start + k)
+        picked = z.gather(0, (self.labels - start).clamp(0, k - 1)[None])[0]
+        self.values = torch.where(inside, picked, self.values)
+
+
 class _Running:
     """Per-pixel running softmax statistics over channel chunks of resized logits (float32, (H, W)):
     maximum, denominator ``sum exp(z - max)`` and ``sum exp(2 (z - max))`` (both rescaled when the
     maximum grows), and the logits of the target and of the predicted class."""
 
-    def __init__(self, target: torch.Tensor, pred: torch.Tensor):
-        self.target, self.pred = target, pred
-        self.max = self.denom = self.sq = self.target_logit = self.pred_logit = None
+    def __init__(self, target: torch.Tensor, pred: torch.Tensor, num_classes: int, by_label: bool):
+        self.target = _Picker(target, num_classes, by_label)
+        self.pred = _Picker(pred, num_classes, by_label)
+        self.max = self.denom = self.sq = None
 
     def add(self, z: torch.Tensor, start: int) -> None:
         """Fold channels ``start .. start + len(z) - 1`` (``z``: (k, H, W) logits, overwritten) into the
         statistics. In-place arithmetic: no second chunk-sized tensor is allocated."""
-        self.target_logit = self._pick(z, start, self.target, self.target_logit)
-        self.pred_logit = self._pick(z, start, self.pred, self.pred_logit)
+        self.target.add(z, start)
+        self.pred.add(z, start)
         cmax = z.amax(0)
         if self.max is not None:
             new = torch.maximum(self.max, cmax)
@@ -87,16 +117,6 @@ class _Running:
             self.denom = self.denom.mul_(scale).add_(denom)
             self.sq = self.sq.mul_(scale.square_()).add_(sq)
         self.max = cmax
-
-    @staticmethod
-    def _pick(z: torch.Tensor, start: int, labels: torch.Tensor, current: torch.Tensor | None) -> torch.Tensor:
-        """``current`` with the logits of ``labels`` that fall in this chunk filled in."""
-        k = z.shape[0]
-        if current is None:
-            current = torch.zeros(z.shape[1:], dtype=z.dtype, device=z.device)
-        inside = (labels >= start) & (labels < start + k)
-        picked = z.gather(0, (labels - start).clamp(0, k - 1)[None])[0]
-        return torch.where(inside, picked, current)
 
 
 def _chunks(logits: torch.Tensor, size: tuple[int, int], mode: str, max_bytes: int):
@@ -135,6 +155,7 @@ class CalibrationMetrics(SummableState):
         if isinstance(n_bins, bool) or int(n_bins) != n_bins or n_bins < 1:
             raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
         self.num_classes, self.ignore_index, self.n_bins = num_classes, ignore_index, int(n_bins)
+        self.pick_by_label: bool | None = None  # how labels' logits are read (None: by device, see _Picker)
 
     def _shape(self) -> tuple[int, ...]:
         return (3 * self.n_bins + 2,)
@@ -183,13 +204,15 @@ class CalibrationMetrics(SummableState):
     def _image(self, logits: torch.Tensor, t: torch.Tensor, valid: torch.Tensor, pred: torch.Tensor, mode: str,
                max_bytes: int) -> None:
         """Add the statistics of one image: logits (C, h, w), target and valid mask (H, W), its labels."""
-        run = _Running(t, pred.clamp(0, self.num_classes - 1))
+        by_label = self.pick_by_label if self.pick_by_label is not None else logits.device.type == "cpu"
+        run = _Running(t, pred.clamp(0, self.num_classes - 1), self.num_classes, by_label)
         for start, z in _chunks(logits, tuple(t.shape), mode, max_bytes):
             run.add(z, start)
         inv = 1.0 / run.denom
-        conf = torch.exp(run.pred_logit - run.max) * inv  # the predicted class's probability
-        p_target = torch.exp(run.target_logit - run.max) * inv
-        nll = torch.log(run.denom) + run.max - run.target_logit
+        target_logit = run.target.values
+        conf = torch.exp(run.pred.values - run.max) * inv  # the predicted class's probability
+        p_target = torch.exp(target_logit - run.max) * inv
+        nll = torch.log(run.denom) + run.max - target_logit
         brier = run.sq * inv * inv - 2.0 * p_target + 1.0
         self._add_pixels(conf, pred == t, nll, brier, valid)
 

@@ -247,3 +247,16 @@ def test_logits_are_not_modified():
     CalibrationMetrics(5).update_logits(logits, torch.zeros(2, 4, 6, dtype=torch.int64))  # label resolution
     CalibrationMetrics(5).update_logits(logits, torch.zeros(2, 8, 12, dtype=torch.int64))
     assert torch.equal(logits, copy)
+
+
+@pytest.mark.parametrize("by_label", [True, False])
+def test_both_ways_of_reading_label_logits(by_label):
+    """Sorted by label (the CPU's way) and gathered everywhere (the device's way) agree with the reference."""
+    logits, target = random_case(11, C=30, low=(9, 7), size=(41, 33))
+    m = CalibrationMetrics(30)
+    m.pick_by_label = by_label
+    m.update_logits(logits, target, max_bytes=41 * 33 * 4 * 7)  # chunks of 7 channels
+    r = reference([logits], [target], 30)
+    o = m.compute()
+    for key in ("ECE", "NLL", "Brier", "accuracy"):
+        assert o[key] == pytest.approx(r[key], abs=2e-6), key
