@@ -178,7 +178,7 @@ def test_expand_groups_names_and_severities():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ([1, 2], r"corruptions: expected a mapping with keys names, severities, clean, seed"),
+    ([1, 2], r"corruptions: expected a mapping with keys names, severities, clean, seed, reference"),
     ({"name": ["fog"]}, r"corruptions: unknown key 'name' \(did you mean: names\?\)"),
     ({"names": ["fogg"]}, r"corruptions.names: unknown corruption 'fogg' \(did you mean: fog"),
     ({"names": []}, r"corruptions.names: expected a non-empty list"),
@@ -193,6 +193,16 @@ def test_expand_groups_names_and_severities():
 def test_expand_errors_name_the_key_and_the_allowed_values(spec, message):
     with pytest.raises(ConfigError, match=message):
         expand_corruptions(spec)
+
+
+def test_reference_model_is_one_of_the_suite_models():
+    axis = expand_corruptions({"reference": "upernet-convnext-tiny"}, models=["dpt-large", "upernet-convnext-tiny"])
+    assert axis.reference == "upernet-convnext-tiny" and expand_corruptions({}).reference is None
+    with pytest.raises(ConfigError, match=r"corruptions.reference: 'dpt-larg' \(did you mean: dpt-large\?\); "
+                                          r"expected one of the suite's models: dpt-large, segformer-b0"):
+        expand_corruptions({"reference": "dpt-larg"}, models=["dpt-large", "segformer-b0"])
+    with pytest.raises(ConfigError, match=r"corruptions.reference: 3; expected a model name"):
+        expand_corruptions({"reference": 3})
 
 
 def test_expand_error_names_the_suite_file():

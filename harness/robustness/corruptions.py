@@ -63,7 +63,7 @@ GROUPS = {"all": CORRUPTIONS, "common": COMMON, "extra": EXTRA, "noise": COMMON[
           "weather": COMMON[7:11], "digital": COMMON[11:15]}
 SEVERITIES = (1, 2, 3, 4, 5)
 MIN_SIDE = 32  # the package's smallest image side, pixels
-SPEC_KEYS = ("names", "severities", "clean", "seed")
+SPEC_KEYS = ("names", "severities", "clean", "seed", "reference")
 INSTALL_HINT = "pip install 'segbench[robustness]'"
 
 _LOCK = threading.RLock()
@@ -99,6 +99,7 @@ class CorruptionAxis:
 
     points: tuple[CorruptionPoint, ...]
     seed: int = 0
+    reference: str | None = None  # the model that normalises CE / mCE
 
     def __iter__(self) -> Iterator[CorruptionPoint]:
         return iter(self.points)
@@ -184,13 +185,15 @@ def _severities(value, where: str) -> tuple[int, ...]:
     return tuple(sorted(items))
 
 
-def expand_corruptions(spec: dict | None, where: str = "corruptions") -> CorruptionAxis:
+def expand_corruptions(spec: dict | None, where: str = "corruptions",
+                       models: list[str] | None = None) -> CorruptionAxis:
     """Validate a ``corruptions`` setting and expand it into its points.
 
     ``spec``: None (clean images only) or a mapping with ``names`` (a list of corruption or group
     names, or one of them; default ``all``: the 19), ``severities`` (list of integers 1..5, or one;
-    default all five), ``clean`` (include the clean images, default true) and ``seed`` (integer
-    >= 0, default 0). Points: clean first, then each name with each severity (ascending).
+    default all five), ``clean`` (include the clean images, default true), ``seed`` (integer
+    >= 0, default 0) and ``reference`` (the model that normalises CE; one of ``models`` when
+    given). Points: clean first, then each name with each severity (ascending).
     Raises ConfigError naming ``where``, the key and the allowed values.
     """
     if spec is None:
@@ -208,8 +211,13 @@ def expand_corruptions(spec: dict | None, where: str = "corruptions") -> Corrupt
         raise ConfigError(f"{where}.clean: expected true or false, got {clean!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"{where}.seed: expected an integer >= 0, got {seed!r}")
+    reference = spec.get("reference")
+    if reference is not None and (not isinstance(reference, str) or (models is not None and reference not in models)):
+        allowed = f"one of the suite's models: {', '.join(models)}" if models is not None else "a model name"
+        raise ConfigError(f"{where}.reference: {reference!r}{did_you_mean(str(reference), models or [])}; "
+                          f"expected {allowed}")
     points = [CorruptionPoint(n, s) for n in names for s in severities]
-    return CorruptionAxis(tuple(([CLEAN] if clean else []) + points), seed)
+    return CorruptionAxis(tuple(([CLEAN] if clean else []) + points), seed, reference)
 
 
 # -- loading and adapting the package -----------------------------------------------------------
