@@ -81,6 +81,7 @@ class DepthDataset:
         raise NotImplementedError
 
     digest = SegmentationDataset.digest
+    check_options = SegmentationDataset.check_options
 
     def protocol(self) -> dict:
         """The dataset's evaluation protocol as data: range (metres), default crop, depth storage."""
