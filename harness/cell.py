@@ -76,7 +76,7 @@ def _measure(cell: Cell, run_dir: Path, result: CellResult, load_model, load_dat
 
     task, module = get_task(cell.task), task_module(cell.task)
     model, result.timing.load_s, result.provenance, result.compute, result.memory.weights = \
-        stages.load_model(cell, load_model)
+        stages.load_model(cell, load_model, module)
     result.identity.protocol = stages.protocol_as_run(cell, model)
     dataset, result.provenance.data, described = stages.load_dataset(cell, load_dataset, module)
     result.provenance.class_names, result.provenance.palette = described.get("class_names"), described.get("palette")

@@ -25,24 +25,16 @@ MIB = 1024 * 1024
 STAGE_KEYS = ("p50", "p90", "mean", "std", "min", "n")  # of a per-stage latency summary
 
 
-def _published(cell: Cell, model) -> dict | None:
-    """The reference figures for this cell's model, dataset and protocol (real weights only)."""
-    from harness.reference import published
-
-    if model.weights.get("source") == "random":
-        return None
-    return published(cell.model, cell.dataset, cell.protocol.get("mode", "whole"))
-
-
-def load_model(cell: Cell, loader) -> tuple[object, float, Provenance, Compute, float]:
-    """The model adapter, its load time (s), its provenance, its parameter count and weight MiB."""
+def load_model(cell: Cell, loader, task_module) -> tuple[object, float, Provenance, Compute, float]:
+    """The model adapter, its load time (s), its provenance (with the task's published reference for
+    it), its parameter count and weight MiB."""
     t0 = time.perf_counter()
     model = loader(cell.model, weights=cell.weights, device=cell.device, precision=cell.precision, amp=cell.amp,
                    upsample=cell.protocol.get("upsample", "bilinear"), runtime=cell.runtime,
                    trust_remote_code=cell.trust_remote_code, **cell.variant, **cell.model_options)
     seconds = time.perf_counter() - t0
     provenance = Provenance(family=model.family, weights=model.weights, input_size=list(model.input_size),
-                            published=_published(cell, model), parity=getattr(model, "parity", None))
+                            published=task_module.published(cell, model), parity=getattr(model, "parity", None))
     return model, seconds, provenance, Compute(params=model.params()), model.weight_bytes() / MIB
 
 

@@ -14,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 
 from harness.report import plots
-from harness.report.qualitative import panel_items
 from harness.report.rows import all_rows, best_values, columns, family_label, fmt
 from harness.results import Run, load_run
 
@@ -148,20 +147,16 @@ def provenance_section(runs: list[Run]) -> str:
 
 
 def _qualitative(runs: list[Run]) -> tuple[str, list[str]]:
-    items, warnings = panel_items(runs)
-    if not items:
-        return "", warnings
-    blocks = []
-    for it in items:
-        figs = [f'<figure><img alt="input" src="{E(it.input)}"><figcaption>input</figcaption></figure>']
-        if it.truth:
-            figs.append(f'<figure><img alt="ground truth" src="{E(it.truth)}"><figcaption>ground truth</figcaption>'
-                        "</figure>")
-        for name, uri in it.preds:
-            figs.append(f'<figure><img alt="{E(name)}" src="{E(uri)}"><figcaption>{E(name)}</figcaption></figure>')
-        blocks.append(f"<h4>{E(it.dataset)} / {E(it.sample_id)}</h4><div class=qual>{''.join(figs)}</div>")
-    return ("<h2 id=predictions>Predictions</h2><p>Class colours blended at 0.5 over the input; "
-            "ignored pixels (255) keep the input's colour.</p>" + "".join(blocks)), warnings
+    """Each task's qualitative panel (HTML) for the runs' cells of that task, and the warnings met."""
+    from harness.tasks import TASKS, task_module
+
+    parts, warnings = [], []
+    for name in TASKS:
+        if any(c.identity.task == name for r in runs for c in r.cells.values()):
+            html_part, warns = task_module(name).report_qualitative(runs)
+            parts.append(html_part)
+            warnings.extend(warns)
+    return "".join(parts), warnings
 
 
 def _header(runs: list[Run], rows: list[dict]) -> str:

@@ -211,3 +211,23 @@ def panel_items(runs, max_samples: int = MAX_SAMPLES) -> tuple[list[PanelItem], 
                     warns.append(f"{run_id}/{cell.cell_id}: sample {s.get('id')!r} could not be read "
                                  f"({type(e).__name__}: {e}); not shown")
     return list(items.values()), warns
+
+
+def panel_html(runs) -> tuple[str, list[str]]:
+    """The segmentation panel as HTML (inputs, ground-truth and prediction overlays), and the warnings."""
+    from html import escape as E
+
+    items, warnings = panel_items(runs)
+    if not items:
+        return "", warnings
+    blocks = []
+    for it in items:
+        figs = [f'<figure><img alt="input" src="{E(it.input)}"><figcaption>input</figcaption></figure>']
+        if it.truth:
+            figs.append(f'<figure><img alt="ground truth" src="{E(it.truth)}"><figcaption>ground truth</figcaption>'
+                        "</figure>")
+        for name, uri in it.preds:
+            figs.append(f'<figure><img alt="{E(name)}" src="{E(uri)}"><figcaption>{E(name)}</figcaption></figure>')
+        blocks.append(f"<h4>{E(it.dataset)} / {E(it.sample_id)}</h4><div class=qual>{''.join(figs)}</div>")
+    return ("<h2 id=predictions>Predictions</h2><p>Class colours blended at 0.5 over the input; "
+            "ignored pixels (255) keep the input's colour.</p>" + "".join(blocks)), warnings

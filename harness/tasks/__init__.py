@@ -5,12 +5,16 @@ quantity (plotted against latency), the dataset field holding the ground truth, 
 that measures it. The measuring module (``harness.tasks.<name>``, imported when a cell of the
 task runs) provides:
 
+- ``published(cell, model)``: the reference figures paired with the cell (None: no reference);
 - ``check_compatible(model, dataset)``: ConfigError when the model cannot be scored on the dataset;
 - ``predict_with_protocol(model, image, protocol)``: one prediction under a slide or multiscale protocol;
 - ``make_engine(model, dataset, seed)``: a :class:`harness.tasks.base.MetricEngine`;
 - ``describe_dataset(dataset)``: task-specific provenance (class names, palette) for the result;
-- ``save_sample(run_dir, cell, dataset, sample_id, pred, target)``: files of one qualitative sample;
-- ``report_panels(pairs)``: chart specs of the task's own report panels (per-class heatmaps, ...).
+- ``save_sample(run_dir, cell_id, dataset_name, dataset, sample_id, pred, target)``: the files of one
+  qualitative sample, returned as ``{id, image, label, pred}`` paths relative to the run directory;
+- ``report_panels(pairs)``: chart specs of the task's own report panels (per-class heatmaps, ...),
+  from (display row, CellResult) pairs of the task's cells;
+- ``report_qualitative(runs)``: the task's qualitative panel as HTML, and warnings.
 
 Adding a task: a module beside segmentation.py and one :class:`Task` entry below; the runner,
 the results store and the report core do not change.

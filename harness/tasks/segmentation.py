@@ -182,6 +182,30 @@ def save_sample(run_dir: Path, cell_id: str, dataset_name: str, dataset, sample_
     return {"id": sample_id, "image": str(image_rel), "label": str(label_rel), "pred": str(pred_rel)}
 
 
+def report_qualitative(runs: list) -> tuple[str, list[str]]:
+    """The qualitative panel: inputs with ground-truth and prediction overlays (HTML), and warnings."""
+    from harness.report.qualitative import panel_html
+
+    only_mine = [_task_view(r, "segmentation") for r in runs]
+    return panel_html(only_mine)
+
+
+def _task_view(run, task: str):
+    """``run`` with only its cells of ``task`` (same path and meta)."""
+    from harness.results import Run
+
+    return Run(path=run.path, meta=run.meta, cells={k: c for k, c in run.cells.items() if c.identity.task == task})
+
+
+def published(cell, model) -> dict | None:
+    """The reference figures for this cell's model, dataset and protocol (real weights only)."""
+    from harness.reference import published as lookup
+
+    if model.weights.get("source") == "random":
+        return None
+    return lookup(cell.model, cell.dataset, cell.protocol.get("mode", "whole"))
+
+
 def report_panels(pairs: list) -> list[dict]:
     """Per-class IoU heatmaps, one per dataset (see :func:`harness.report.plots.iou_heatmaps`)."""
     from harness.report.plots import iou_heatmaps
