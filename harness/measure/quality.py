@@ -87,10 +87,15 @@ def read_proc_stat(path: Path = PROC_STAT) -> tuple[float, float, float] | None:
     return busy, ticks[_STEAL_FIELD] / hz, sum(ticks[:8]) / hz
 
 
-def own_cpu_seconds() -> float:
-    """User + system CPU seconds of this process (all its threads) so far."""
+def own_cpu_seconds(include_children: bool = False) -> float:
+    """User + system CPU seconds of this process (all its threads) so far; with ``include_children``,
+    plus those of its child processes that have ended and been waited for (and their descendants)."""
     r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    total = r.ru_utime + r.ru_stime
+    if include_children:
+        c = resource.getrusage(resource.RUSAGE_CHILDREN)
+        total += c.ru_utime + c.ru_stime
+    return total
 
 
 def loadavg() -> list[float] | None:
@@ -303,12 +308,15 @@ class QualityProbe:
     """Reads what disturbs a timing around one region: ``probe.start(); ...; q = probe.stop(samples_ms)``.
 
     ``device`` ("cpu", "cuda", "cuda:1", ...) turns on the NVML sampler for a CUDA device.
+    ``include_children`` counts child processes that ended (and were waited for) within the
+    region as this process's own: for a parent that times a region run by its children.
     ``stop`` returns a plain JSON-ready dict (see the module docstring for its units); pass it to
     :func:`flags` or :func:`flag_reasons`.
     """
 
-    def __init__(self, device: str | None = None, gpu_interval_s: float = 0.1):
+    def __init__(self, device: str | None = None, gpu_interval_s: float = 0.1, include_children: bool = False):
         self.device = device
+        self.include_children = include_children
         self.gpu_interval_s = gpu_interval_s
         self._t0: float | None = None
         self._stat0 = None
@@ -328,7 +336,7 @@ class QualityProbe:
         self._throttle0 = cpu_throttle_count(self.cores)
         self._freq0 = cpu_frequency(self.cores)
         self._stat0 = read_proc_stat()
-        self._own0 = own_cpu_seconds()
+        self._own0 = own_cpu_seconds(self.include_children)
         self._t0 = time.monotonic()
         return self
 
@@ -337,7 +345,7 @@ class QualityProbe:
         if self._t0 is None:
             raise RuntimeError("QualityProbe.stop() called before start()")
         wall = time.monotonic() - self._t0
-        own = own_cpu_seconds() - self._own0
+        own = own_cpu_seconds(self.include_children) - self._own0
         stat1 = read_proc_stat()
         cpu_count = os.cpu_count() or len(self.cores)
         q: dict = {"wall_s": wall, "cpu_count": cpu_count, "affinity_cores": len(self.cores), "own_cpu_s": own,
