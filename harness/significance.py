@@ -104,11 +104,12 @@ def student_t_test(left: Sequence[float], right: Sequence[float]) -> float:
     return min(1.0, 2.0 * t_cdf(-t, df))
 
 
-def _signed_rank_counts(n: int) -> np.ndarray:
-    """Number of subsets of {1..n} with each rank sum 0..n(n+1)/2 (the exact null of W+ without ties)."""
-    counts = np.zeros(n * (n + 1) // 2 + 1, dtype=np.float64)
+def _signed_rank_counts(doubled_ranks: np.ndarray) -> np.ndarray:
+    """Number of sign assignments giving each sum 0..sum(doubled_ranks) of the positive doubled ranks
+    (the exact null distribution of 2 W+ given the ranks, ties included as midranks)."""
+    counts = np.zeros(int(doubled_ranks.sum()) + 1, dtype=np.float64)
     counts[0] = 1.0
-    for k in range(1, n + 1):
+    for k in doubled_ranks.astype(np.int64):
         counts[k:] = counts[k:] + counts[:-k].copy()
     return counts
 
@@ -117,9 +118,11 @@ def wilcoxon_signed_rank_greater(differences: Sequence[float]) -> float:
     """One-sided p-value that paired ``differences`` are centred above 0 (Wilcoxon signed-rank).
 
     Zero differences are dropped (Wilcoxon's convention). With at most
-    ``EXACT_WILCOXON_MAX_N`` values and no tied magnitudes the exact null distribution of the
-    positive rank sum is used; otherwise the normal approximation with the tie correction of
-    the variance (no continuity correction). NaN when no nonzero difference is left.
+    ``EXACT_WILCOXON_MAX_N`` values the exact null distribution of the positive rank sum given
+    the (mid)ranks is used, every sign equally likely: without ties as ``scipy.stats.wilcoxon``'s
+    exact method, with ties where scipy falls back to the normal approximation. Above that,
+    the normal approximation with the tie correction of the variance (no continuity
+    correction). NaN when no nonzero difference is left.
     """
     d = np.asarray(differences, dtype=np.float64)
     d = d[np.isfinite(d) & (d != 0.0)]
@@ -130,11 +133,10 @@ def wilcoxon_signed_rank_greater(differences: Sequence[float]) -> float:
     order = np.sort(mag, kind="mergesort")
     ranks = (np.searchsorted(order, mag, side="left") + np.searchsorted(order, mag, side="right") + 1) / 2.0
     w_plus = float(ranks[d > 0].sum())
+    if n <= EXACT_WILCOXON_MAX_N:
+        counts = _signed_rank_counts(np.rint(2 * ranks))
+        return float(counts[int(round(2 * w_plus)):].sum() / counts.sum())
     _, ties = np.unique(mag, return_counts=True)
-    if n <= EXACT_WILCOXON_MAX_N and ties.max() == 1:
-        counts = _signed_rank_counts(n)
-        k = int(round(w_plus))
-        return float(counts[k:].sum() / counts.sum())
     mean = n * (n + 1) / 4.0
     var = n * (n + 1) * (2 * n + 1) / 24.0 - float((ties ** 3 - ties).sum()) / 48.0
     if var <= 0:

@@ -215,3 +215,32 @@ def test_cli_markdown_and_json(tmp_path, capsys):
     assert ab.ab_main(["--cmd-a", cmd]) == 2
     assert "go together" in capsys.readouterr().err
     assert ab.ab_main([str(Path(tmp_path / "missing.yaml"))]) == 2
+
+
+def test_busy_rounds_make_the_decision_stricter():
+    """Most rounds flagged busy-host: 99% interval and p < 0.002, so 10 agreeing pairs with one
+    reversed pair of the smallest size are still a regression, while a marginal case is not."""
+    from fixtures_results import make_cell
+
+    def cell(p50: float) -> dict:
+        c = make_cell("m", n=3)
+        c["latency_ms"]["p50"] = p50
+        return c
+
+    def measured(ratios):
+        return [{"A": [cell(100.0)], "B": [cell(100.0 * r)]} for r in ratios]
+
+    strong = [1.3, 1.32, 1.28, 1.31, 1.29, 1.33, 1.3, 1.27, 1.34, 1.3]
+    marginal = [1.2, 1.12, 1.09, 0.98, 1.15, 1.1, 1.3, 1.08, 1.11, 1.14]
+    for flagged, want in ((False, "regression"), (True, "inconclusive")):
+        res = ab.ABResult("a", "b", "latency_p50", {"warmup_rounds": 0, "confidence": 0.95, "threshold": 1.05,
+                                                     "alpha": 0.01})
+        res.round_flags = {"A": [["busy-host"] if flagged else []] * 10, "B": [[]] * 10}
+        ab._decide_cells(res, measured(marginal), 1.05, 0.01, 0.95)
+        assert res.cells[0].stats.verdict == want and res.settings["busy_levels"]["used"] is flagged
+        if flagged:
+            assert "99% interval and p < 0.002" in markdown_summary(res)
+    res = ab.ABResult("a", "b", "latency_p50", {"warmup_rounds": 0})
+    res.round_flags = {"A": [["busy-host"]] * 10, "B": [["busy-host"]] * 10}
+    ab._decide_cells(res, measured(strong), 1.05, 0.01, 0.95)
+    assert res.cells[0].stats.verdict == "regression"

@@ -59,13 +59,28 @@ def test_wilcoxon_exact_matches_scipy(n):
         assert sig.wilcoxon_signed_rank_greater(d) == pytest.approx(ref, rel=1e-10)
 
 
-def test_wilcoxon_with_ties_zeros_and_many_values_matches_scipy_approximation():
+def _sign_flip_reference(d: np.ndarray) -> float:
+    """P(W+ >= observed) over all 2^n sign assignments of the observed magnitudes, by enumeration."""
+    d = d[d != 0]
+    ranks = stats.rankdata(np.abs(d))
+    observed = ranks[d > 0].sum()
+    signs = (np.arange(2 ** d.size)[:, None] >> np.arange(d.size)) & 1
+    return float(np.mean(signs @ ranks >= observed - 1e-9))
+
+
+def test_wilcoxon_with_ties_and_zeros_is_exact_by_enumeration():
     rng = np.random.default_rng(5)
-    d = np.round(rng.normal(0.2, 1, 30), 1)  # tied magnitudes and some zeros
+    for _ in range(5):
+        d = np.round(rng.normal(0.3, 1, 14), 1)  # tied magnitudes and maybe zeros
+        assert sig.wilcoxon_signed_rank_greater(d) == pytest.approx(_sign_flip_reference(d), rel=1e-12)
+    tied = np.array([1.3, 1.32, 1.28, 1.3, 1.3, 1.27, 1.31, 1.29, 1.33, 1.34]) - 1.0
+    assert sig.wilcoxon_signed_rank_greater(tied) == pytest.approx(1 / 1024)  # all positive, ties or not
+
+
+def test_wilcoxon_above_the_exact_limit_matches_scipy_approximation():
+    rng = np.random.default_rng(5)
+    d = np.round(rng.normal(0.1, 1, 80), 1)  # above the exact limit, with ties
     ref = stats.wilcoxon(d, alternative="greater", method="approx", correction=False, zero_method="wilcox").pvalue
-    assert sig.wilcoxon_signed_rank_greater(d) == pytest.approx(ref, rel=1e-10)
-    d = rng.normal(0.1, 1, 80)  # above the exact limit
-    ref = stats.wilcoxon(d, alternative="greater", method="approx", correction=False).pvalue
     assert sig.wilcoxon_signed_rank_greater(d) == pytest.approx(ref, rel=1e-10)
     assert math.isnan(sig.wilcoxon_signed_rank_greater([0.0, 0.0]))
     assert sig.wilcoxon_signed_rank_greater(np.arange(1.0, 11.0)) == pytest.approx(1 / 1024)  # all 10 positive
