@@ -495,12 +495,9 @@ def ab_main(argv: list[str] | None = None) -> int:
     finally:
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
-    text = json.dumps(res.to_json(), indent=1) + "\n" if args.format == "json" else markdown_summary(res)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
+    from harness.report.commands import _write
+
+    _write(json.dumps(res.to_json(), indent=1) + "\n" if args.format == "json" else markdown_summary(res), args.out)
     print(f"segbench ab: {res.verdict}", file=sys.stderr)
     return res.exit_code
 

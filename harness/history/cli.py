@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 from harness.errors import ConfigError, SegbenchError
 
@@ -78,13 +77,10 @@ def _checked(args: argparse.Namespace):
 
 
 def _emit(text: str, out: str | None) -> None:
-    if not out:
-        sys.stdout.write(text)
-        return
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    print(f"wrote {path}", file=sys.stderr)
+    """``text`` to the file ``out`` (parents made) or to stdout, as the report commands write."""
+    from harness.report.commands import _write
+
+    _write(text, out)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
