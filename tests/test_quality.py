@@ -205,3 +205,17 @@ def test_no_nvml_means_no_gpu_reading(monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails
     q = QualityProbe(device="cuda").start().stop()
     assert q["gpu"] is None
+
+
+def test_refusal_names_the_flagged_side_and_what_was_measured():
+    busy = _reading(other_cpu_s=2.0, other_cores=2.0)
+    quiet = _reading()
+    base, cur = {"quality": quiet}, {"quality": busy}
+    reason = quality.refusal(base, cur)
+    assert reason.startswith("timings not compared, current: busy-host (other processes used 2.00 core(s)")
+    assert "baseline" not in reason
+    assert quality.refusal(base, cur, allow_flagged=True) is None
+    assert quality.refusal(base, {"quality": quiet}) is None and quality.refusal({}, {"quality": None}) is None
+    recorded = {"quality": {"flags": ["throttled"]}}  # flags as the cell recorded them
+    assert quality.refusal(recorded, base) == "timings not compared, baseline: throttled"
+    assert quality.cell_flags(cur) == ["busy-host"]

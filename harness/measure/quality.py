@@ -435,3 +435,33 @@ def flag_reasons(q: dict | None) -> dict[str, str]:
 def flags(q: dict | None) -> list[str]:
     """The flags a quality reading raises (subset of ``FLAG_NAMES``, in that order)."""
     return list(flag_reasons(q))
+
+
+def cell_flags(cell: dict) -> list[str]:
+    """The flags of a cell result's ``quality`` reading: its ``flags`` list when present, else derived."""
+    q = cell.get("quality") if isinstance(cell, dict) else None
+    if not isinstance(q, dict):
+        return []
+    if isinstance(q.get("flags"), list):
+        return [str(f) for f in q["flags"]]
+    return flags(q)
+
+
+def refusal(baseline: dict, current: dict, allow_flagged: bool = False) -> str | None:
+    """Why the timings of two cell results should not be compared (a side was flagged), or None.
+
+    The text names each flagged side and its flags, with what was measured when the reading is
+    there, e.g. "current: busy-host (other processes used 1.31 core(s), 66% of 2 CPU(s) ...)".
+    ``allow_flagged`` (the user opted in) always gives None.
+    """
+    if allow_flagged:
+        return None
+    parts = []
+    for side, cell in (("baseline", baseline), ("current", current)):
+        names = cell_flags(cell)
+        if not names:
+            continue
+        q = cell.get("quality") if isinstance(cell.get("quality"), dict) else {}
+        why = flag_reasons(q)
+        parts.append(f"{side}: " + "; ".join(f"{n} ({why[n]})" if n in why else n for n in names))
+    return "timings not compared, " + "; ".join(parts) if parts else None
