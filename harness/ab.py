@@ -305,45 +305,66 @@ def _run_side(side, dest: Path) -> tuple[list[dict], list[str], dict]:
 def run_ab(side_a, side_b, rounds: int = DEFAULT_ROUNDS, warmup_rounds: int = 1, quantity: str = "latency_p50",
            threshold: float = DEFAULT_THRESHOLD, alpha: float = DEFAULT_ALPHA,
            confidence: float = DEFAULT_CONFIDENCE, work_dir: str | os.PathLike | None = None, strict: bool = False,
-           between_rounds: Callable[[int], None] | None = None, echo: bool = False) -> ABResult:
+           between_rounds: Callable[[int], None] | None = None, echo: bool = False,
+           max_rounds: int | None = None) -> ABResult:
     """Measure ``side_a`` and ``side_b`` in ``rounds`` alternating rounds (after ``warmup_rounds``
     discarded ones) and decide per paired cell; sides are closed afterwards.
 
-    ``between_rounds(i)`` is called before round ``i`` (0-based, warm-up rounds included).
-    ``strict`` turns a round flagged ``busy-host``/``cpu-steal``/``throttled`` into "could not compare".
+    With ``max_rounds`` above ``rounds``, rounds go on while a cell is inconclusive, deciding again
+    after each, until every cell is decided or ``max_rounds`` were measured. ``between_rounds(i)``
+    is called before round ``i`` (0-based, warm-up rounds included). ``strict`` turns a round
+    flagged ``busy-host``/``cpu-steal``/``throttled`` into "could not compare".
     """
+    max_rounds = max(rounds, max_rounds or rounds)
     check_settings(rounds, warmup_rounds, quantity, threshold, alpha, confidence)
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="segbench-ab-"))
     sides = {"A": side_a, "B": side_b}
-    res = ABResult(side_a.name, side_b.name, quantity, {
-        "rounds": rounds, "warmup_rounds": warmup_rounds, "threshold": threshold, "alpha": alpha,
-        "confidence": confidence, "strict": strict, "work_dir": str(work)})
+    settings = {"rounds": rounds, "max_rounds": max_rounds, "warmup_rounds": warmup_rounds, "threshold": threshold,
+                "alpha": alpha, "confidence": confidence, "strict": strict, "work_dir": str(work)}
+    res = ABResult(side_a.name, side_b.name, quantity, settings)
     measured: list[dict[str, list[dict]]] = []
     try:
-        for i in range(warmup_rounds + rounds):
+        for i in range(warmup_rounds + max_rounds):
+            if i >= warmup_rounds + rounds and not _undecided(res, measured, threshold, alpha, confidence):
+                break
             if between_rounds is not None:
                 between_rounds(i)
-            order = "AB" if i % 2 == 0 else "BA"
-            got: dict[str, list[dict]] = {}
-            for s in order:
-                got[s], fl, q = _run_side(sides[s], work / s / f"round-{i:02d}")
-                if i >= warmup_rounds:
-                    res.round_flags[s].append(fl)
-                    res.round_quality[s].append(q)
-            if i >= warmup_rounds:
-                res.order.append(order)
-                measured.append(got)
+            _one_round(res, sides, i, i < warmup_rounds, work, measured)
             if echo:
-                print(f"segbench ab: round {i + 1}/{warmup_rounds + rounds} ({order})"
+                print(f"segbench ab: round {i + 1} ({res.order[-1] if res.order else 'AB'})"
                       f"{' warm-up' if i < warmup_rounds else ''}", file=sys.stderr)
     except SegbenchError as e:
         res.problems.append(str(e))
     finally:
         for s in sides.values():
             s.close()
+    res.cells = []
     if measured:
         _decide_cells(res, measured, threshold, alpha, confidence)
     return res
+
+
+def _one_round(res: ABResult, sides: dict, i: int, warmup: bool, work: Path, measured: list) -> None:
+    """Round ``i``: both sides, AB on even rounds and BA on odd ones; kept unless a warm-up round."""
+    order = "AB" if i % 2 == 0 else "BA"
+    got: dict[str, list[dict]] = {}
+    for s in order:
+        got[s], fl, q = _run_side(sides[s], work / s / f"round-{i:02d}")
+        if not warmup:
+            res.round_flags[s].append(fl)
+            res.round_quality[s].append(q)
+    if not warmup:
+        res.order.append(order)
+        measured.append(got)
+
+
+def _undecided(res: ABResult, measured: list, threshold: float, alpha: float, confidence: float) -> bool:
+    """Whether some cell is still inconclusive after the rounds so far (a pairing problem ends the rounds)."""
+    problems, res.cells = list(res.problems), []
+    _decide_cells(res, measured, threshold, alpha, confidence)
+    paired = len(res.problems) == len(problems)
+    res.problems = problems
+    return paired and any(c.stats.verdict == "inconclusive" for c in res.cells)
 
 
 def _decide_cells(res: ABResult, measured: list[dict[str, list[dict]]], threshold: float, alpha: float,
@@ -446,6 +467,7 @@ def build_parser(prog: str = "segbench ab") -> argparse.ArgumentParser:
     p.add_argument("--cmd-a", help="command for side A; it writes cell results into {out}")
     p.add_argument("--cmd-b", help="command for side B")
     p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"measured rounds (default {DEFAULT_ROUNDS})")
+    p.add_argument("--max-rounds", type=int, help="while a cell is inconclusive, go on up to this many rounds")
     p.add_argument("--warmup-rounds", type=int, default=1, help="discarded rounds first (default 1)")
     p.add_argument("--quantity", default="latency_p50", choices=list(QUANTITIES))
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
@@ -488,7 +510,7 @@ def ab_main(argv: list[str] | None = None) -> int:
         check_settings(args.rounds, args.warmup_rounds, args.quantity, args.threshold, args.alpha, args.confidence)
         side_a, side_b = _sides(args, work)
         res = run_ab(side_a, side_b, args.rounds, args.warmup_rounds, args.quantity, args.threshold, args.alpha,
-                     args.confidence, work, args.strict, echo=True)
+                     args.confidence, work, args.strict, echo=True, max_rounds=args.max_rounds)
     except SegbenchError as e:
         print(f"segbench ab: error: {e}", file=sys.stderr)
         return EXIT_CANNOT_COMPARE

@@ -244,3 +244,35 @@ def test_busy_rounds_make_the_decision_stricter():
     res.round_flags = {"A": [["busy-host"]] * 10, "B": [["busy-host"]] * 10}
     ab._decide_cells(res, measured(strong), 1.05, 0.01, 0.95)
     assert res.cells[0].stats.verdict == "regression"
+
+
+class ScriptedSide:
+    """A side whose round k returns one cell with latency p50 ``values[k]`` (no process: for the loop logic)."""
+
+    def __init__(self, name: str, values: list[float]):
+        from fixtures_results import make_cell
+
+        self.name, self.values, self.k, self.cell = name, values, 0, make_cell("m", n=3)
+
+    def run_round(self, dest):
+        cell = json.loads(json.dumps(self.cell))
+        cell["latency_ms"]["p50"] = self.values[self.k]
+        self.k += 1
+        return [cell]
+
+    def close(self):
+        pass
+
+
+def test_max_rounds_goes_on_only_while_undecided():
+    ratios = [1.5, 0.8, 1.3, 0.9] + [1.2 + 0.01 * (k % 3) for k in range(20)]
+    res = run_ab(ScriptedSide("a", [100.0] * 24), ScriptedSide("b", [100.0 * r for r in ratios]), rounds=4,
+                 warmup_rounds=0, max_rounds=24)
+    levels = res.settings["busy_levels"]
+    # the reference: the first round count from 4 on at which the ratios so far are decided
+    first = next(n for n in range(4, 25) if decide(ratios[:n], 1.05, levels["alpha"], levels["confidence"]).verdict
+                 != "inconclusive")
+    assert len(res.order) == first < 24 and res.cells[0].stats.verdict == "regression"
+    fixed = run_ab(ScriptedSide("a", [100.0] * 24), ScriptedSide("b", [100.0 * r for r in ratios]), rounds=4,
+                   warmup_rounds=0)
+    assert len(fixed.order) == 4 and fixed.cells[0].stats.verdict == "inconclusive"

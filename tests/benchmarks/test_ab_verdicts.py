@@ -1,8 +1,8 @@
 """A/B verdicts over repetitions: A/A beside a busy neighbour, a 15% slowdown, a 15% speed-up.
 
 Run: .venv/bin/pytest tests/benchmarks/test_ab_verdicts.py --benchmark-enable -s
-Each repetition is a full ``run_ab`` of 10 measured rounds (1 warm-up) of a pure-Python compute
-process (tests/ab_util.py) on each side. Asserted with --benchmark-enable, over 10 repetitions:
+Each repetition is a full ``run_ab`` of 10 measured rounds (1 warm-up), going on up to 40 while
+undecided, of a pure-Python compute process (tests/ab_util.py) on each side. Asserted with --benchmark-enable, over 10 repetitions:
 the A/A check with a CPU-bound neighbour on one core for rounds 4-8 is never a regression (flags
 and "could not compare" are fine); B at 1.15x the work is a regression in every repetition and
 B at 1/1.15 an improvement in every one. Without it, one short repetition of each checks that
@@ -28,15 +28,16 @@ def _repeat(tmp_path, enforce: bool, a: float, b: float, neighbour: bool = False
         n = Neighbour()
         try:
             res = run_ab(compute_side(tmp_path, a), compute_side(tmp_path, b), rounds=10 if enforce else 4,
-                         warmup_rounds=1, work_dir=tmp_path / f"{a:g}-{b:g}-{k}",
+                         max_rounds=40 if enforce else 4, warmup_rounds=1, work_dir=tmp_path / f"{a:g}-{b:g}-{k}",
                          between_rounds=n.between_rounds(4, 9) if neighbour else None)
         finally:
             n.stop()
         counts[res.cells[0].stats.verdict] += 1
         flagged += sum(res.flagged_rounds.values())
         ci = res.cells[0].stats.ci
-        print(f"A x{a:g} / B x{b:g}{' + neighbour' if neighbour else ''} #{k}: {res.cells[0].stats.verdict}, "
-              f"ratio {res.cells[0].stats.ratio}, interval {ci}, flagged rounds {res.flagged_rounds}")
+        print(f"A x{a:g} / B x{b:g}{' + neighbour' if neighbour else ''} #{k}: {res.cells[0].stats.verdict} "
+              f"after {len(res.order)} rounds, ratio {res.cells[0].stats.ratio:.3f}, interval "
+              f"[{ci[0]:.3f}, {ci[1]:.3f}], flagged rounds {res.flagged_rounds}")
         if not enforce:
             print(markdown_summary(res))
     print(f"verdicts {dict(counts)}; {flagged} flagged round(s) in all")
