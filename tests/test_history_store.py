@@ -76,8 +76,12 @@ def test_sqlite_store_records_runs_once_and_reads_series_in_time_order(tmp_path)
 
 
 def test_postgresql_store_through_the_same_code(tmp_path):
-    pytest.importorskip("psycopg", reason="scripts/install-history.sh installs psycopg")
-    from pg_util import postgres_server
+    from pg_util import postgres_server, unavailable
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        unavailable("psycopg is not installed (scripts/install-history.sh installs it)")
 
     with postgres_server() as url:
         assert database_url(url).startswith("postgresql+psycopg://")
