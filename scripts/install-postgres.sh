@@ -3,10 +3,11 @@
 # which start their own throw-away server. Idempotent and quiet: exits 0 at once when the
 # binaries are on PATH or under /usr/lib/postgresql/*/bin. When they cannot be installed it says
 # why and exits 0 (the PostgreSQL test then skips), or 1 when CI=true (there it must run).
+# SEGBENCH_PG_BIN_GLOB (default /usr/lib/postgresql/*/bin) is where Debian puts the server binaries.
 set -u
 found() {
   command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1 && return 0
-  for d in /usr/lib/postgresql/*/bin; do
+  for d in ${SEGBENCH_PG_BIN_GLOB:-/usr/lib/postgresql/*/bin}; do
     [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && return 0
   done
   return 1
