@@ -454,9 +454,25 @@ def markdown_summary(res: ABResult) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+DESCRIPTION = "Interleaved A/B: two configurations in alternating rounds on this machine, decided from the pairs."
+
+
 def build_parser(prog: str = "segbench ab") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Interleaved A/B: two configurations in alternating "
-                                "rounds on this machine, decided from the paired rounds.")
+    """The standalone parser of ``python -m harness.ab``."""
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    _add_arguments(p)
+    return p
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register ``ab`` on ``sub`` (an argparse sub-parsers action); its ``func`` is :func:`cmd_ab`."""
+    p = sub.add_parser("ab", help="interleaved A/B of two suites, git revisions or commands", description=DESCRIPTION)
+    _add_arguments(p)
+    p.set_defaults(func=cmd_ab)
+    return p
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("suites", nargs="*", metavar="SUITE",
                    help="SUITE_A SUITE_B (two suites), or one SUITE (A/A, or the suite run at each --rev)")
     p.add_argument("--rev", action="append", metavar="REV", help="a git revision (twice: A then B), each run "
@@ -478,7 +494,6 @@ def build_parser(prog: str = "segbench ab") -> argparse.ArgumentParser:
     p.add_argument("--work-dir", help="keep every round's results here (default: a temporary folder, removed)")
     p.add_argument("--format", choices=("markdown", "json"), default="markdown")
     p.add_argument("--out", help="write the summary to this file (e.g. $GITHUB_STEP_SUMMARY) instead of stdout")
-    return p
 
 
 def _sides(args: argparse.Namespace, work: Path):
@@ -504,7 +519,11 @@ def _sides(args: argparse.Namespace, work: Path):
 
 def ab_main(argv: list[str] | None = None) -> int:
     """``segbench ab``: exit 0 no regression, 1 regression, 2 could not compare (errors print one line)."""
-    args = build_parser().parse_args(argv)
+    return cmd_ab(build_parser().parse_args(argv))
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    """Run the A/B the parsed ``args`` describe and write its summary; the exit code."""
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="segbench-ab-"))
     try:
         check_settings(args.rounds, args.warmup_rounds, args.quantity, args.threshold, args.alpha, args.confidence)

@@ -276,3 +276,18 @@ def test_max_rounds_goes_on_only_while_undecided():
     fixed = run_ab(ScriptedSide("a", [100.0] * 24), ScriptedSide("b", [100.0 * r for r in ratios]), rounds=4,
                    warmup_rounds=0)
     assert len(fixed.order) == 4 and fixed.cells[0].stats.verdict == "inconclusive"
+
+
+def test_parsers_register_on_a_segbench_style_command_line():
+    import argparse
+
+    from harness.history.cli import add_parsers
+
+    p = argparse.ArgumentParser(prog="segbench")
+    sub = p.add_subparsers(dest="command", required=True)
+    ab.add_parser(sub)
+    add_parsers(sub.add_parser("history").add_subparsers(dest="history_command", required=True))
+    args = p.parse_args(["ab", "suite.yaml", "--rounds", "5", "--max-rounds", "9"])
+    assert args.func is ab.cmd_ab and (args.rounds, args.max_rounds, args.suites) == (5, 9, ["suite.yaml"])
+    args = p.parse_args(["history", "check", "--recent", "3", "--quantity", "mIoU"])
+    assert args.func.__name__ == "cmd_check" and args.recent == 3 and args.quantity == ["mIoU"]
