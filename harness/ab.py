@@ -310,8 +310,8 @@ def run_ab(side_a, side_b, rounds: int = DEFAULT_ROUNDS, warmup_rounds: int = 1,
     """Measure ``side_a`` and ``side_b`` in ``rounds`` alternating rounds (after ``warmup_rounds``
     discarded ones) and decide per paired cell; sides are closed afterwards.
 
-    With ``max_rounds`` above ``rounds``, rounds go on while a cell is inconclusive, deciding again
-    after each, until every cell is decided or ``max_rounds`` were measured. ``between_rounds(i)``
+    With ``max_rounds`` above ``rounds``, rounds go on while a cell is not :func:`settled`, deciding
+    again after each, until every cell is or ``max_rounds`` were measured. ``between_rounds(i)``
     is called before round ``i`` (0-based, warm-up rounds included). ``strict`` turns a round
     flagged ``busy-host``/``cpu-steal``/``throttled`` into "could not compare".
     """
@@ -358,13 +358,21 @@ def _one_round(res: ABResult, sides: dict, i: int, warmup: bool, work: Path, mea
         measured.append(got)
 
 
+def settled(stats: PairStats, threshold: float) -> bool:
+    """Whether more rounds would not change the answer's kind: a regression or an improvement, or
+    "no regression" with the interval also above 1/threshold (no change either way)."""
+    if stats.verdict in ("regression", "improvement"):
+        return True
+    return stats.verdict == "no regression" and stats.ci is not None and stats.ci[0] > 1.0 / threshold
+
+
 def _undecided(res: ABResult, measured: list, threshold: float, alpha: float, confidence: float) -> bool:
-    """Whether some cell is still inconclusive after the rounds so far (a pairing problem ends the rounds)."""
+    """Whether some cell is not :func:`settled` after the rounds so far (a pairing problem ends the rounds)."""
     problems, res.cells = list(res.problems), []
     _decide_cells(res, measured, threshold, alpha, confidence)
     paired = len(res.problems) == len(problems)
     res.problems = problems
-    return paired and any(c.stats.verdict == "inconclusive" for c in res.cells)
+    return paired and not all(settled(c.stats, threshold) for c in res.cells)
 
 
 def _decide_cells(res: ABResult, measured: list[dict[str, list[dict]]], threshold: float, alpha: float,
@@ -483,7 +491,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cmd-a", help="command for side A; it writes cell results into {out}")
     p.add_argument("--cmd-b", help="command for side B")
     p.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"measured rounds (default {DEFAULT_ROUNDS})")
-    p.add_argument("--max-rounds", type=int, help="while a cell is inconclusive, go on up to this many rounds")
+    p.add_argument("--max-rounds", type=int, help="while a cell is undecided (inconclusive, or 'no regression' "
+                   "that may be an improvement), go on up to this many rounds")
     p.add_argument("--warmup-rounds", type=int, default=1, help="discarded rounds first (default 1)")
     p.add_argument("--quantity", default="latency_p50", choices=list(QUANTITIES))
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,

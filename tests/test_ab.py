@@ -270,12 +270,18 @@ def test_max_rounds_goes_on_only_while_undecided():
                  warmup_rounds=0, max_rounds=24)
     levels = res.settings["busy_levels"]
     # the reference: the first round count from 4 on at which the ratios so far are decided
-    first = next(n for n in range(4, 25) if decide(ratios[:n], 1.05, levels["alpha"], levels["confidence"]).verdict
-                 != "inconclusive")
+    first = next(n for n in range(4, 25)
+                 if ab.settled(decide(ratios[:n], 1.05, levels["alpha"], levels["confidence"]), 1.05))
     assert len(res.order) == first < 24 and res.cells[0].stats.verdict == "regression"
     fixed = run_ab(ScriptedSide("a", [100.0] * 24), ScriptedSide("b", [100.0 * r for r in ratios]), rounds=4,
                    warmup_rounds=0)
     assert len(fixed.order) == 4 and fixed.cells[0].stats.verdict == "inconclusive"
+    # a speed-up first seen as "no regression" goes on until it is an improvement
+    faster = [0.8, 0.95, 0.85, 0.9, 0.86] + [0.87 + 0.01 * (k % 3) for k in range(19)]
+    res = run_ab(ScriptedSide("a", [100.0] * 24), ScriptedSide("b", [100.0 * r for r in faster]), rounds=5,
+                 warmup_rounds=0, max_rounds=24)
+    assert decide(faster[:5]).verdict == "no regression" and res.cells[0].stats.verdict == "improvement"
+    assert len(res.order) > 5
 
 
 def test_parsers_register_on_a_segbench_style_command_line():
