@@ -1,7 +1,7 @@
 """A/B verdicts over repetitions: A/A beside a busy neighbour, a 15% slowdown, a 15% speed-up.
 
 Run: .venv/bin/pytest tests/benchmarks/test_ab_verdicts.py --benchmark-enable -s
-Each repetition is a full ``run_ab`` of 10 measured rounds (1 warm-up), going on up to 40 while
+Each repetition is a full ``run_ab`` of 10 measured rounds (1 warm-up), going on up to 60 while
 undecided, of a pure-Python compute process (tests/ab_util.py) on each side. Asserted with --benchmark-enable, over 10 repetitions:
 the A/A check with a CPU-bound neighbour on one core for rounds 4-8 is never a regression (flags
 and "could not compare" are fine); B at 1.15x the work is a regression in every repetition and
@@ -28,7 +28,7 @@ def _repeat(tmp_path, enforce: bool, a: float, b: float, neighbour: bool = False
         n = Neighbour()
         try:
             res = run_ab(compute_side(tmp_path, a), compute_side(tmp_path, b), rounds=10 if enforce else 4,
-                         max_rounds=40 if enforce else 4, warmup_rounds=1, work_dir=tmp_path / f"{a:g}-{b:g}-{k}",
+                         max_rounds=60 if enforce else 4, warmup_rounds=1, work_dir=tmp_path / f"{a:g}-{b:g}-{k}",
                          between_rounds=n.between_rounds(4, 9) if neighbour else None)
         finally:
             n.stop()
