@@ -29,6 +29,7 @@ bench: setup
 
 test: setup
 	bash scripts/install-browser.sh
+	bash scripts/install-postgres.sh && bash scripts/install-history.sh $(PY)
 	bash scripts/pytest-strict.sh $(PY) $(PYTEST_ARGS)
 
 report: setup
