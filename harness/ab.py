@@ -45,7 +45,7 @@ import numpy as np
 
 from harness.errors import ConfigError, SegbenchError
 from harness.history.quantities import QUANTITIES, cell_quantities, worse_factor
-from harness.measure.quality import QualityProbe, flags
+from harness.measure.quality import QualityProbe, cell_flags, flags
 from harness.significance import t_ppf, wilcoxon_signed_rank_greater
 
 EXIT_OK, EXIT_REGRESSION, EXIT_CANNOT_COMPARE = 0, 1, 2
@@ -106,15 +106,15 @@ def decide(ratios: list[float], threshold: float = DEFAULT_THRESHOLD, alpha: flo
     return PairStats(list(map(float, r)), n, math.exp(mean), (lo, hi), p_worse, p_better, verdict, why)
 
 
-def _read_cells(folder: Path) -> list[dict]:
-    """Cell results a round left in ``folder``: a run directory's cells, or ``*.json`` cell files."""
-    from harness.results import load_run, read_json
+def _read_cells(folder: Path) -> list:
+    """Cell results (:class:`harness.cell_result.CellResult`) a round left in ``folder``: a run
+    directory's cells, or ``*.json`` cell files."""
+    from harness.results import load_cell_result, load_run
 
     runs = sorted(p.parent for p in folder.rglob("run.json"))
     if runs:
         return [c for r in runs for c in load_run(r).cells.values()]
-    cells = [read_json(p) for p in sorted(folder.rglob("*.json"))]
-    return [c for c in cells if isinstance(c, dict) and "status" in c]
+    return [load_cell_result(p) for p in sorted(folder.rglob("*.json"))]
 
 
 class SuiteSide:
@@ -127,14 +127,14 @@ class SuiteSide:
         self.cells = self.suite.cells()
         self.name = name or str(suite)
 
-    def run_round(self, dest: Path) -> list[dict]:
-        from harness.results import cell_path, read_json
-        from harness.runner import run_cell_process
+    def run_round(self, dest: Path) -> list:
+        from harness.launchers import run_cell_process
+        from harness.results import cell_path, load_cell_result
 
         out = []
         for cell in self.cells:
             run_cell_process(cell, dest)
-            out.append(read_json(cell_path(dest, cell.cell_id)))
+            out.append(load_cell_result(cell_path(dest, cell.cell_id)))
         return out
 
     def close(self) -> None:
@@ -260,7 +260,7 @@ class ABResult:
                 "cells": [{"cell": c.label, "a": c.a_values, "b": c.b_values, **asdict(c.stats)} for c in self.cells]}
 
 
-def _pairs(a_cells: list[dict], b_cells: list[dict]) -> list[tuple[str, str, str]]:
+def _pairs(a_cells: list, b_cells: list) -> list[tuple[str, str, str]]:
     """(label, A key, B key) of each pair: by identity when both sides hold the same cells, else by position."""
     from harness.report.compare import cell_label, identity
 
@@ -274,7 +274,7 @@ def _pairs(a_cells: list[dict], b_cells: list[dict]) -> list[tuple[str, str, str
             for a, b, ka, kb in zip(a_cells, b_cells, a_keys, b_keys, strict=True)]
 
 
-def _value(cells: list[dict], key: str, quantity: str) -> float | None:
+def _value(cells: list, key: str, quantity: str) -> float | None:
     from harness.report.compare import identity
 
     for c in cells:
@@ -283,17 +283,17 @@ def _value(cells: list[dict], key: str, quantity: str) -> float | None:
     return None
 
 
-def _round_flags(q: dict, cells: list[dict]) -> list[str]:
+def _round_flags(q: dict, cells: list) -> list[str]:
     """Machine flags the parent measured around the round, plus the flags the cells recorded."""
     out = [f for f in flags(q) if f in ROUND_FLAGS]
     for c in cells:
-        for f in ((c.get("quality") or {}).get("flags") or []) if isinstance(c.get("quality"), dict) else []:
+        for f in cell_flags(c):
             if f not in out:
-                out.append(str(f))
+                out.append(f)
     return out
 
 
-def _run_side(side, dest: Path) -> tuple[list[dict], list[str], dict]:
+def _run_side(side, dest: Path) -> tuple[list, list[str], dict]:
     """One round of one side, with the machine flags the parent measured around it and the reading."""
     probe = QualityProbe(include_children=True).start()
     cells = side.run_round(dest)

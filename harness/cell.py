@@ -94,7 +94,7 @@ def _measure(cell: Cell, run_dir: Path, result: CellResult, load_model, load_dat
             result.environment.distributed = {"world_size": placement.world_size, "accuracy": "split across ranks",
                                               "latency": "rank 0 only (single process)"}
     if cell.measure["latency"] and placement.is_main:
-        result.latency, peaks = stages.latency(model, dataset, cell)
+        result.latency, peaks, result.environment.quality = stages.latency(model, dataset, cell)
         result.memory.gpu_peak_allocated = peaks["gpu_peak_allocated"]
         result.memory.gpu_peak_reserved = peaks["gpu_peak_reserved"]
         result.memory.device_used = peaks["device_used"]

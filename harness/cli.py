@@ -198,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_eval(sub)
 
+    _add_regression_tools(sub)
     try:
         from harness.report.commands import add_parsers
     except ImportError:  # report package not installed in this checkout
@@ -205,6 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
     if add_parsers is not None:
         add_parsers(sub)
     return p
+
+
+def _add_regression_tools(sub) -> None:
+    """``segbench ab`` (interleaved A/B) and ``segbench history add|check|report``."""
+    from harness.ab import add_parser as add_ab
+    from harness.history.cli import add_parsers as add_history
+
+    add_ab(sub)
+    h = sub.add_parser("history", help="run history: record runs, find change points per series, chart them")
+    add_history(h.add_subparsers(dest="history_command", required=True, metavar="COMMAND"))
 
 
 def _sigterm(signum, frame):  # turn SIGTERM into the same clean stop as Ctrl-C

@@ -22,7 +22,7 @@ _V1_FIELDS = {
     "published": ("provenance", "published"), "parity": ("provenance", "parity"),
     "torch_threads": ("environment", "torch_threads"), "started_at": ("environment", "started_at"),
     "ended_at": ("environment", "ended_at"), "world_size": ("environment", "world_size"),
-    "distributed": ("environment", "distributed"),
+    "distributed": ("environment", "distributed"), "quality": ("environment", "quality"),
     "metrics": ("accuracy", "metrics"), "metrics_note": ("accuracy", "note"),
     "latency_ms": ("latency", "forward_ms"), "stages_ms": ("latency", "stages_ms"),
     "throughput_ips": ("latency", "throughput_ips"), "warmup": ("latency", "warmup"),

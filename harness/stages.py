@@ -209,10 +209,14 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
     return out
 
 
-def latency(model, dataset, cell: Cell) -> tuple[Latency, dict]:
-    """Model-forward latency (inputs already on the device) and the memory peaks of the timed region
-    (MiB: ``gpu_peak_allocated``, ``gpu_peak_reserved``, ``device_used``)."""
+def latency(model, dataset, cell: Cell) -> tuple[Latency, dict, dict]:
+    """Model-forward latency (inputs already on the device), the memory peaks of the timed region (MiB:
+    ``gpu_peak_allocated``, ``gpu_peak_reserved``, ``device_used``) and the region's measurement
+    quality (:mod:`harness.measure.quality`: other processes' CPU time, steal, frequency, threads,
+    GPU clocks, the samples' CV) with the ``flags`` it raises."""
     from tqdm import tqdm
+
+    from harness.measure.quality import QualityProbe, flags
 
     m = cell.measure
     inputs = latency_inputs(model, dataset, cell.batch_size, policy=m["on_bad_sample"])
@@ -220,14 +224,17 @@ def latency(model, dataset, cell: Cell) -> tuple[Latency, dict]:
     info: dict = {}
     with tqdm(total=m["iters"], desc=f"latency  {cell.cell_id[:40]}", unit="it", leave=False,
               file=sys.stderr) as bar:
+        probe = QualityProbe(device=str(model.device)).start()
         samples = lat.time_iterations(model.forward, inputs, warmup=m["warmup"], iters=m["iters"],
                                       device=model.device, min_time_s=m["min_time_s"], progress=bar.update,
                                       warmup_cv=m["warmup_cv"], max_warmup=m["max_warmup"], info=info)
+        quality = probe.stop(samples_ms=samples)
+    quality["flags"] = flags(quality)
     stats = lat.summarize(samples)
     alloc, reserved = mem.cuda_peaks_mib(model.device)
     throughput = cell.batch_size * 1000.0 / stats["mean"] if stats["mean"] else None
     peaks = {"gpu_peak_allocated": alloc, "gpu_peak_reserved": reserved, "device_used": mem.nvml_used_mib(model.device)}
-    return Latency(forward_ms=stats, warmup=info, throughput_ips=throughput), peaks
+    return Latency(forward_ms=stats, warmup=info, throughput_ips=throughput), peaks, quality
 
 
 def _summary(samples: list[float]) -> dict:

@@ -164,3 +164,11 @@ def write_samples(run_dir: str | Path, cell: dict, ids: list[str], size: tuple[i
         Image.fromarray(rng.integers(0, num_classes, (h, w)).astype(np.uint8), mode="L").save(run_dir / pred_rel)
         out.append({"id": sid, "image": str(image_rel), "label": str(label_rel), "pred": str(pred_rel)})
     return out
+
+
+def as_result(cell: dict):
+    """A fixture cell (schema-1 layout) as the :class:`harness.cell_result.CellResult` a reader gets."""
+    from harness.cell_result import CellResult
+    from harness.migrate import migrate
+
+    return CellResult.from_dict(migrate(copy.deepcopy(cell)))

@@ -201,8 +201,8 @@ def test_suite_side_runs_each_cell_in_a_fresh_process_through_the_runner(tmp_pat
     side = ab.SuiteSide(path)
     (cell,) = side.run_round(tmp_path / "round")
     (on_disk,) = (tmp_path / "round" / "cells").glob("*.json")
-    assert cell == json.loads(on_disk.read_text()) and cell["status"] == "ok"
-    assert ab._value([cell], ab._pairs([cell], [cell])[0][1], "latency_p50") == cell["latency_ms"]["p50"]
+    assert cell.to_dict() == json.loads(on_disk.read_text()) and cell.status == "ok"
+    assert ab._value([cell], ab._pairs([cell], [cell])[0][1], "latency_p50") == cell.latency.forward_ms["p50"]
 
 
 def test_cli_markdown_and_json(tmp_path, capsys):
@@ -220,12 +220,12 @@ def test_cli_markdown_and_json(tmp_path, capsys):
 def test_busy_rounds_make_the_decision_stricter():
     """Most rounds flagged busy-host: 99% interval and p < 0.002, so 10 agreeing pairs with one
     reversed pair of the smallest size are still a regression, while a marginal case is not."""
-    from fixtures_results import make_cell
+    from fixtures_results import as_result, make_cell
 
-    def cell(p50: float) -> dict:
+    def cell(p50: float):
         c = make_cell("m", n=3)
         c["latency_ms"]["p50"] = p50
-        return c
+        return as_result(c)
 
     def measured(ratios):
         return [{"A": [cell(100.0)], "B": [cell(100.0 * r)]} for r in ratios]
@@ -255,10 +255,12 @@ class ScriptedSide:
         self.name, self.values, self.k, self.cell = name, values, 0, make_cell("m", n=3)
 
     def run_round(self, dest):
+        from fixtures_results import as_result
+
         cell = json.loads(json.dumps(self.cell))
         cell["latency_ms"]["p50"] = self.values[self.k]
         self.k += 1
-        return [cell]
+        return [as_result(cell)]
 
     def close(self):
         pass

@@ -226,3 +226,21 @@ def test_compare_command_exit_codes_and_outputs(base, tmp_path):
     assert missing.returncode == 2 and "could not compare" in missing.stdout and "nope" in missing.stderr
     other = write_run(tmp_path / "other", [make_cell("x", latency=5)])
     assert _segbench("compare", base.path, other).returncode == 2
+
+
+BUSY = {"wall_s": 2.0, "cpu_count": 2, "other_cpu_s": 2.6, "other_cores": 1.3, "other_share": 0.65,
+        "latency": {"n": 20, "cv": 0.02}}
+
+
+def test_a_flagged_measurement_is_not_judged_and_says_why(base, tmp_path):
+    slow = _dpt(latency=450, seed=9, quality=BUSY)  # 1.5x slower, but measured beside a busy neighbour
+    cur = load_run(write_run(tmp_path / "cur", [slow]))
+    cmp = compare_runs(base, cur)
+    assert not cmp.regressions and cmp.exit_code == 2 and cmp.verdict == "could not compare"
+    assert len(cmp.unjudged) == 1 and "current: busy-host (other processes used 1.30 core(s)" in cmp.unjudged[0]
+    assert not any(f.metric == "latency_p50_ms" for f in cmp.findings)
+    assert "Timings not judged" in markdown_summary(cmp, "base", "cur")
+    opted_in = compare_runs(base, cur, {"allow_flagged": 1})
+    assert opted_in.exit_code == 1 and [f.metric for f in opted_in.regressions] == ["latency_p50_ms"]
+    worse = load_run(write_run(tmp_path / "worse", [_dpt(miou=0.40, quality=BUSY)]))
+    assert compare_runs(base, worse).exit_code == 1  # an accuracy drop does not depend on the machine

@@ -105,6 +105,8 @@ def test_result_contract_fields(workspace):
         for key in ("task", "model", "dataset", "device", "precision", "amp", "batch_size", "runtime", "protocol"):
             assert key in on_disk["identity"], key
         assert on_disk["identity"]["task"] == "segmentation" and on_disk["provenance"]["weights"]["source"]
+        quality = on_disk["environment"]["quality"]  # what disturbed the timed region, and the flags it raised
+        assert isinstance(quality["flags"], list) and quality["wall_s"] > 0 and quality["latency"]["n"] == 2
         lat = cell.latency.forward_ms
         assert lat["n"] == 2 and 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
         assert cell.latency.throughput_ips == pytest.approx(1000.0 / lat["mean"])

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 from browser_util import alert_open, browser, severe_logs
-from fixtures_results import make_cell, write_run
+from fixtures_results import as_result, make_cell, write_run
+
+from harness.history.quantities import cell_quantities
 
 pytest.importorskip("sqlalchemy", reason="scripts/install-history.sh installs it")
 pytest.importorskip("signal_processing_algorithms", reason="scripts/install-history.sh installs it")
@@ -43,8 +45,9 @@ def test_history_page_draws_each_series_with_its_steps(page, tmp_path):
         assert driver.execute_script("return typeof Plotly") == "object"
         assert driver.execute_script("return window.__pwned === undefined")
         charts = driver.find_elements(By.CSS_SELECTOR, "div.chart")
-        assert len(charts) == 6  # mIoU, aAcc, latency p50 and mean, throughput, host RSS (no GPU on a CPU cell)
-        assert len(driver.find_elements(By.CSS_SELECTOR, "div.chart .main-svg")) >= 6
+        per_cell = len(cell_quantities(as_result(make_cell(HOSTILE, miou=0.45, latency=100.0, n=8))))
+        assert len(charts) == per_cell  # accuracy, latency, throughput, host RSS series (no GPU on a CPU cell)
+        assert len(driver.find_elements(By.CSS_SELECTOR, "div.chart .main-svg")) >= per_cell
         assert HOSTILE in driver.find_element(By.TAG_NAME, "h3").text  # verbatim
         steps = driver.find_elements(By.CSS_SELECTOR, "#steps tbody tr")
         texts = [r.text for r in steps]

@@ -8,13 +8,13 @@ import math
 
 import numpy as np
 import pytest
-from fixtures_results import make_cell, write_run
+from fixtures_results import as_result, make_cell, write_run
 
 pytest.importorskip("sqlalchemy", reason="scripts/install-history.sh installs it")
 
 from harness.errors import ConfigError  # noqa: E402
 from harness.history import history_main  # noqa: E402
-from harness.history.quantities import cell_quantities  # noqa: E402
+from harness.history.quantities import QUANTITIES, cell_quantities  # noqa: E402
 from harness.history.store import HistoryStore, database_url, machine_class, record_from_run  # noqa: E402
 from harness.results import load_run  # noqa: E402
 
@@ -22,17 +22,19 @@ from harness.results import load_run  # noqa: E402
 def test_cell_quantities_reads_each_quantity_from_the_result_json():
     cell = make_cell("m", miou=0.47, latency=120.0, memory=800.0)
     cell["memory_mib"]["gpu_peak_allocated"] = 512.0
-    q = cell_quantities(cell)
+    q = cell_quantities(as_result(cell))
     lat = np.asarray(cell["latency_ms"]["samples"])
-    assert q == {"mIoU": 0.47, "aAcc": pytest.approx(0.77), "latency_p50": pytest.approx(float(np.median(lat))),
-                 "latency_mean": pytest.approx(float(lat.mean())), "throughput": pytest.approx(1000.0 / 120.0),
-                 "gpu_peak": 512.0, "host_rss": 800.0}
-    random = cell_quantities(make_cell("m", weights="random"))
+    want = {"mIoU": 0.47, "aAcc": pytest.approx(0.77), "latency_p50": pytest.approx(float(np.median(lat))),
+            "latency_mean": pytest.approx(float(lat.mean())), "throughput": pytest.approx(1000.0 / 120.0),
+            "gpu_peak": 512.0, "host_rss": 800.0}
+    assert {k: q[k] for k in want} == want
+    assert set(q) <= set(QUANTITIES) and "params" not in q  # facts of the architecture are no series
+    random = cell_quantities(as_result(make_cell("m", weights="random")))
     assert "mIoU" not in random and "latency_p50" in random  # random weights: no accuracy
     cell["metrics"]["mIoU"] = math.nan
     cell["throughput_ips"] = "fast"
-    assert "mIoU" not in cell_quantities(cell) and "throughput" not in cell_quantities(cell)
-    assert cell_quantities(make_cell("m", status="oom")) == {}
+    assert "mIoU" not in cell_quantities(as_result(cell)) and "throughput" not in cell_quantities(as_result(cell))
+    assert cell_quantities(as_result(make_cell("m", status="oom"))) == {}
 
 
 def _runs(tmp_path, latencies: list[float], miou: float = 0.45, start_day: int = 1, name: str = "r",
@@ -59,10 +61,11 @@ def _store_roundtrip(store: HistoryStore, tmp_path) -> None:
     dpt = next(s for s in series if s.cell_label.startswith("dpt-large"))
     assert dpt.commits == ["c0000", "c0001", "c0002", "c0003"] and dpt.branches == ["main"] * 4
     assert dpt.machine == "Test CPU · 2 CPUs"
-    want = [load_run(d).cells["dpt-large__ade20k__cpu__fp32__b1"]["latency_ms"]["p50"] for d in dirs]
+    want = [load_run(d).cells["dpt-large__ade20k__cpu__fp32__b1"].latency.forward_ms["p50"] for d in dirs]
     assert dpt.values.tolist() == pytest.approx(want)
     assert [len(s) for s in store.series(quantity="mIoU")] == [4, 4]
-    assert store.series(branch="other") == [] and len(store.series(cell="segformer")) == 6
+    per_cell = len(cell_quantities(as_result(make_cell("segformer-b0", miou=0.37, latency=40.0, n=10))))
+    assert store.series(branch="other") == [] and len(store.series(cell="segformer")) == per_cell
 
 
 def test_sqlite_store_records_runs_once_and_reads_series_in_time_order(tmp_path):
@@ -154,7 +157,8 @@ def test_cli_add_check_and_report(tmp_path, capsys):
     page = tmp_path / "history.html"
     assert history_main(["report", "--db", db, "--out", str(page)]) == 0
     html = page.read_text()
-    assert html.count('class="chart"') == 12 and "c0013" in html and "Plotly" in html
+    per_cell = len(cell_quantities(as_result(make_cell("dpt-large", miou=0.45, latency=100.0, n=10))))
+    assert html.count('class="chart"') == 2 * per_cell and "c0013" in html and "Plotly" in html
 
 
 def test_cli_errors_exit_2(tmp_path, capsys):

@@ -137,6 +137,18 @@ def test_published_reference_adds_columns_and_delta(tmp_path):
     assert other["published mIoU (%)"]["text"] == "no ref."
 
 
+def test_quality_flags_column_appears_only_for_flagged_measurements(tmp_path):
+    quiet = [make_cell("a", miou=0.4), make_cell("b", miou=0.3)]
+    headers, _ = parse_table(render([load_run(write_run(tmp_path / "q", quiet))], FAKE_PLOTLY))
+    assert "quality flags" not in headers
+    busy = make_cell("b", miou=0.3, quality={"wall_s": 1.0, "cpu_count": 2, "other_cpu_s": 1.5, "other_cores": 1.5,
+                                              "other_share": 0.75, "latency": {"n": 20, "cv": 0.3}})
+    headers, rows = parse_table(render([load_run(write_run(tmp_path / "b", [quiet[0], busy]))], FAKE_PLOTLY))
+    flagged = next(r for r in rows if r.get("model", {}).get("text") == "b")
+    assert flagged["quality flags"]["text"] == "busy-host, unstable"
+    assert "other processes used 1.50 core(s)" in flagged["quality flags"]["title"]
+
+
 def test_page_is_self_contained_and_offline(run, tmp_path):
     out = write_report([run], tmp_path / "out" / "r.html")
     page = out.read_text()

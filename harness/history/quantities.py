@@ -1,7 +1,8 @@
-"""The quantities a cell result holds, read straight from its JSON, with their unit and direction.
+"""The quantities a history series holds: the declared quantities (:mod:`harness.quantities`) that
+vary from run to run (accuracy, latency, throughput, memory), by their table key.
 
-One small function, :func:`cell_quantities`, reads them; the history and the A/B decide with
-:data:`QUANTITIES` whether a larger value is better or worse.
+:func:`cell_quantities` reads them from a :class:`harness.cell_result.CellResult`; the history and
+the A/B ask :data:`QUANTITIES` whether a larger value is better or worse.
 """
 
 from __future__ import annotations
@@ -9,26 +10,28 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from harness.cell_result import CellResult
+
 
 @dataclass(frozen=True)
-class Quantity:
+class SeriesQuantity:
     """A quantity's name, unit and whether a larger value is better (accuracy, throughput) or worse."""
 
     name: str
     unit: str
     higher_is_better: bool
     description: str
+    path: str
 
 
-QUANTITIES: dict[str, Quantity] = {q.name: q for q in (
-    Quantity("mIoU", "fraction", True, "mean intersection over union (metrics.mIoU)"),
-    Quantity("aAcc", "fraction", True, "pixel accuracy (metrics.aAcc)"),
-    Quantity("latency_p50", "ms", False, "median model forward latency per batch (latency_ms.p50)"),
-    Quantity("latency_mean", "ms", False, "mean model forward latency per batch (latency_ms.mean)"),
-    Quantity("throughput", "images/s", True, "batch size / mean forward latency (throughput_ips)"),
-    Quantity("gpu_peak", "MiB", False, "peak GPU memory allocated (memory_mib.gpu_peak_allocated)"),
-    Quantity("host_rss", "MiB", False, "peak resident memory of the cell's process (memory_mib.host_peak_rss)"),
-)}
+def _series_quantities() -> dict[str, SeriesQuantity]:
+    from harness.quantities import all_quantities
+
+    return {q.key: SeriesQuantity(q.key, q.unit, q.better == "max", f"{q.header} ({q.path})", q.path)
+            for q in all_quantities() if q.path and q.varies and q.better and not q.per_class}
+
+
+QUANTITIES: dict[str, SeriesQuantity] = _series_quantities()
 
 
 def _finite(v: object) -> float | None:
@@ -37,24 +40,14 @@ def _finite(v: object) -> float | None:
     return float(v) if math.isfinite(v) else None
 
 
-def _section(cell: dict, key: str) -> dict:
-    v = cell.get(key)
-    return v if isinstance(v, dict) else {}
+def cell_quantities(cell: CellResult) -> dict[str, float]:
+    """The quantities of one cell result that it holds as finite numbers ({} unless status ok).
 
-
-def cell_quantities(cell: dict) -> dict[str, float]:
-    """The quantities of one cell result (only those it has as finite numbers; {} unless status ok).
-
-    Keys are those of :data:`QUANTITIES`. Accuracy comes from ``metrics`` (null for random
-    weights, so absent then), latency from ``latency_ms``, memory from ``memory_mib``.
+    Accuracy is absent for random weights (null metrics), GPU memory off CUDA.
     """
-    if cell.get("status") != "ok":
+    if cell.status != "ok":
         return {}
-    metrics, lat, mem = _section(cell, "metrics"), _section(cell, "latency_ms"), _section(cell, "memory_mib")
-    raw = {"mIoU": metrics.get("mIoU"), "aAcc": metrics.get("aAcc"), "latency_p50": lat.get("p50"),
-           "latency_mean": lat.get("mean"), "throughput": cell.get("throughput_ips"),
-           "gpu_peak": mem.get("gpu_peak_allocated"), "host_rss": mem.get("host_peak_rss")}
-    return {k: f for k, v in raw.items() if (f := _finite(v)) is not None}
+    return {k: f for k, q in QUANTITIES.items() if (f := _finite(cell.get(q.path))) is not None}
 
 
 def worse_factor(quantity: str, before: float, after: float) -> float:

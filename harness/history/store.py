@@ -169,6 +169,7 @@ def current_branch(commit: str | None, repo: str | os.PathLike = ".") -> str | N
 def record_from_run(run: Run, commit: str | None = None, branch: str | None = None,
                     machine: str | None = None) -> RunRecord:
     """A :class:`RunRecord` of a loaded run; ``commit``/``branch``/``machine`` override what the run says."""
+    from harness.measure.quality import cell_flags
     from harness.report.compare import cell_label, identity
 
     where = str(run.path / "run.json")
@@ -184,9 +185,7 @@ def record_from_run(run: Run, commit: str | None = None, branch: str | None = No
     for cell in run.cells.values():
         values = cell_quantities(cell)
         if values:
-            quality = cell.get("quality") if isinstance(cell.get("quality"), dict) else {}
-            rec.cells.append(CellPoints(identity(cell), cell_label(cell), values,
-                                        [str(f) for f in quality.get("flags") or []]))
+            rec.cells.append(CellPoints(identity(cell), cell_label(cell), values, cell_flags(cell)))
     return rec
 
 

@@ -437,17 +437,23 @@ def flags(q: dict | None) -> list[str]:
     return list(flag_reasons(q))
 
 
-def cell_flags(cell: dict) -> list[str]:
-    """The flags of a cell result's ``quality`` reading: its ``flags`` list when present, else derived."""
-    q = cell.get("quality") if isinstance(cell, dict) else None
-    if not isinstance(q, dict):
+def cell_quality(cell) -> dict:
+    """A cell result's quality reading (``environment.quality``), or {}."""
+    q = cell.environment.quality
+    return q if isinstance(q, dict) else {}
+
+
+def cell_flags(cell) -> list[str]:
+    """The flags of a cell result's quality reading: its ``flags`` list when present, else derived."""
+    q = cell_quality(cell)
+    if not q:
         return []
     if isinstance(q.get("flags"), list):
         return [str(f) for f in q["flags"]]
     return flags(q)
 
 
-def refusal(baseline: dict, current: dict, allow_flagged: bool = False) -> str | None:
+def refusal(baseline, current, allow_flagged: bool = False) -> str | None:
     """Why the timings of two cell results should not be compared (a side was flagged), or None.
 
     The text names each flagged side and its flags, with what was measured when the reading is
@@ -461,7 +467,6 @@ def refusal(baseline: dict, current: dict, allow_flagged: bool = False) -> str |
         names = cell_flags(cell)
         if not names:
             continue
-        q = cell.get("quality") if isinstance(cell.get("quality"), dict) else {}
-        why = flag_reasons(q)
+        why = flag_reasons(cell_quality(cell))
         parts.append(f"{side}: " + "; ".join(f"{n} ({why[n]})" if n in why else n for n in names))
     return "timings not compared, " + "; ".join(parts) if parts else None

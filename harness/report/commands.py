@@ -58,6 +58,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from harness.errors import SegbenchError
     from harness.report.compare import (
         EXIT_CANNOT_COMPARE,
+        THRESHOLD_HELP,
         check_thresholds,
         compare_runs,
         load_thresholds,
@@ -67,8 +68,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     try:
         thresholds = load_thresholds(args.thresholds) if args.thresholds else {}
-        overrides = {k: getattr(args, k) for k in ("max_miou_drop", "max_aacc_drop", "max_slowdown",
-                                                   "max_memory_growth", "alpha") if getattr(args, k) is not None}
+        overrides = {k: getattr(args, k) for k in THRESHOLD_HELP if getattr(args, k, None) is not None}
         thresholds = check_thresholds({**thresholds, **overrides}, "command line")
     except SegbenchError as e:
         print(f"segbench compare: error: {e}", file=sys.stderr)
@@ -133,7 +133,11 @@ def add_parsers(sub) -> None:
     c.add_argument("--thresholds", metavar="FILE", help="YAML or JSON mapping of thresholds (command-line "
                                                          "options override it)")
     for key, help_text in THRESHOLD_HELP.items():
-        c.add_argument("--" + key.replace("_", "-"), type=float, dest=key, help=help_text)
+        if key == "allow_flagged":
+            c.add_argument("--allow-flagged", action="store_const", const=1, dest=key,
+                           help="judge timings even when a side's measurement was flagged (busy host, unstable, ...)")
+        else:
+            c.add_argument("--" + key.replace("_", "-"), type=float, dest=key, help=help_text)
     c.add_argument("--format", choices=("markdown", "json"), default="markdown")
     c.add_argument("--out", help="write the summary to this file (e.g. $GITHUB_STEP_SUMMARY) instead of stdout")
     c.set_defaults(func=cmd_compare)

@@ -13,7 +13,14 @@ with a :class:`harness.quantities.Check`, in declaration order:
 - ``growth`` (memory): a relative rise beyond the threshold; of a group (GPU peak allocated, host
   peak RSS) the first quantity present on both sides is checked.
 
-Exit codes: 0 no regression, 1 regression, 2 could not compare (unreadable run, nothing paired).
+Measurement quality: when either side of a pair carries a quality flag (``environment.quality``:
+busy host, CPU steal, unstable samples, throttling, oversubscribed threads; see
+:mod:`harness.measure.quality`), its timings are not judged: the pair is listed as unjudged with the
+flags as the reason, and the verdict is "could not compare" unless something else regressed. The
+``allow_flagged`` threshold (1) opts in to judging them anyway.
+
+Exit codes: 0 no regression, 1 regression, 2 could not compare (unreadable run, nothing paired, or
+timings not judged because a side was flagged).
 """
 
 from __future__ import annotations
@@ -27,13 +34,16 @@ import numpy as np
 
 from harness.cell_result import CellResult
 from harness.errors import ConfigError
+from harness.measure.quality import refusal
 from harness.quantities import ALPHA, ALPHA_HELP, Quantity, all_quantities, checks
 from harness.report.escape import markdown_escape
 from harness.report.rows import identity_key, num
 from harness.results import Run
 
-DEFAULT_THRESHOLDS = {**{k: c.default for k, c in checks().items()}, "alpha": ALPHA}
-THRESHOLD_HELP = {**{k: c.help for k, c in checks().items()}, "alpha": ALPHA_HELP}
+DEFAULT_THRESHOLDS = {**{k: c.default for k, c in checks().items()}, "alpha": ALPHA, "allow_flagged": 0}
+THRESHOLD_HELP = {**{k: c.help for k, c in checks().items()}, "alpha": ALPHA_HELP,
+                  "allow_flagged": "1 = compare timings even when a side's measurement was flagged (busy host, "
+                                   "unstable, throttled, oversubscribed); default 0: such pairs are not compared"}
 EXIT_OK, EXIT_REGRESSION, EXIT_CANNOT_COMPARE = 0, 1, 2
 
 
@@ -110,6 +120,7 @@ class Comparison:
     only_current: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    unjudged: list[str] = field(default_factory=list)  # pairs whose timings were not compared: flagged measurement
 
     @property
     def regressions(self) -> list[Finding]:
@@ -117,9 +128,13 @@ class Comparison:
 
     @property
     def exit_code(self) -> int:
+        """2 when nothing could be compared, 1 on a regression, 2 when a pair's timings could not be
+        judged (a side's measurement was flagged), else 0."""
         if self.problems or self.compared == 0:
             return EXIT_CANNOT_COMPARE
-        return EXIT_REGRESSION if self.regressions else EXIT_OK
+        if self.regressions:
+            return EXIT_REGRESSION
+        return EXIT_CANNOT_COMPARE if self.unjudged else EXIT_OK
 
     @property
     def verdict(self) -> str:
@@ -135,7 +150,7 @@ class Comparison:
                 "matched": self.matched, "compared": self.compared, "regressions": len(self.regressions),
                 "findings": [{k: clean(v) for k, v in asdict(f).items()} for f in self.findings],
                 "only_baseline": self.only_baseline, "only_current": self.only_current,
-                "problems": self.problems, "notes": self.notes}
+                "problems": self.problems, "unjudged": self.unjudged, "notes": self.notes}
 
 
 def check_thresholds(thresholds: dict, source: str = "thresholds") -> dict:
@@ -149,8 +164,8 @@ def check_thresholds(thresholds: dict, source: str = "thresholds") -> dict:
             out[k] = None
             continue
         v = num(value)
-        if v is None or v < 0 or (k == "alpha" and not 0 < v < 1):
-            want = "a number in (0, 1)" if k == "alpha" else "a number >= 0"
+        if v is None or v < 0 or (k == "alpha" and not 0 < v < 1) or (k == "allow_flagged" and v not in (0, 1)):
+            want = "a number in (0, 1)" if k == "alpha" else "0 or 1" if k == "allow_flagged" else "a number >= 0"
             raise ConfigError(f"{source}: threshold {key!r} = {value!r}; expected {want}")
         out[k] = v
     return out
@@ -283,8 +298,11 @@ def compare_runs(baseline: Run, current: Run, thresholds: dict | None = None) ->
             continue
         cmp.compared += 1
         done_groups: set[str] = set()
+        refused = refusal(b, c, allow_flagged=bool(t["allow_flagged"]))
+        if refused:
+            cmp.unjudged.append(f"{label}: {refused}")
         for q in checked:
-            if q.check.group in done_groups:
+            if q.check.group in done_groups or (refused and q.check.kind == "growth_beyond_noise"):
                 continue
             finding = _check(q, label, b, c, t)
             if finding:
@@ -358,7 +376,8 @@ def markdown_summary(cmp: Comparison, baseline_name: str | None, current_name: s
         lines += ["### Regressions", ""] + table(cmp.regressions) + [""]
     if cmp.findings:
         lines += ["<details><summary>All checks</summary>", ""] + table(cmp.findings) + ["", "</details>", ""]
-    for title, items in (("Problems", cmp.problems), ("Only in the baseline", cmp.only_baseline),
+    for title, items in (("Problems", cmp.problems), ("Timings not judged (flagged measurement)", cmp.unjudged),
+                         ("Only in the baseline", cmp.only_baseline),
                          ("Only in the current run", cmp.only_current), ("Notes", cmp.notes)):
         if items:
             lines += [f"**{title}** ({len(items)}):", ""] + [f"- {markdown_escape(x)}" for x in items[:100]] + [""]

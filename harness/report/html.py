@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from harness.report import plots
-from harness.report.rows import all_rows, best_values, columns, family_label, fmt
+from harness.report.rows import OPTIONAL_TEXT, all_rows, best_values, columns, family_label, fmt
 from harness.results import Run, load_run
 
 E = html.escape
@@ -51,6 +51,8 @@ def visible_columns(rows: list[dict], several_runs: bool) -> list:
     for c in columns():
         if c.key == "run" and not several_runs:
             continue
+        if c.key in OPTIONAL_TEXT and not any(r.get(c.key) for r in rows):
+            continue
         shown = c.quantity.shown if c.quantity is not None else "always"
         if shown != "always" and not any(r.get(shown) is not None for r in rows):
             continue
@@ -79,6 +81,8 @@ def _td(r: dict, c, best: dict[str, float]) -> str:
             title = "95% bootstrap interval over images"
         if c.key == "published_mIoU" and r.get("published_source"):
             title = f"source: {r['published_source']}"
+        if c.key == "flags" and r.get("flag_reasons"):
+            title = "; ".join(f"{k}: {v}" for k, v in r["flag_reasons"].items())
         if c.key == "model" and r.get("trust_remote_code"):
             text += " (remote code)"
         if c.key == "model" and r["status"] != "ok":

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from harness.cell_result import CellResult
+from harness.measure.quality import cell_flags, cell_quality, flag_reasons
 from harness.quantities import Quantity, all_quantities
 from harness.results import Run
 
@@ -48,7 +49,9 @@ TEXT_COLUMNS = [
     Column("batch_size", "batch", None, "int"),
     Column("runtime", "runtime", None, "text"),
     Column("protocol", "protocol", None, "text"),
+    Column("flags", "quality flags", None, "text"),
 ]
+OPTIONAL_TEXT = ("flags",)  # text columns shown only when some row has a value
 
 
 def table_quantities() -> list[Quantity]:
@@ -133,6 +136,7 @@ def cell_row(run: Run, cell: CellResult) -> dict:
         "latency_samples": [v for v in (forward.get("samples") or []) if num(v) is not None],
         "trust_remote_code": bool(weights.get("trust_remote_code")),
         "repeats": cell.latency.repeats if isinstance(cell.latency.repeats, list) else None,
+        "flags": ", ".join(cell_flags(cell)) or None, "flag_reasons": flag_reasons(cell_quality(cell)),
     }
     derived = []
     for q in table_quantities():
