@@ -249,6 +249,8 @@ def load_hf_model(name_or_path: str, spec=None, weights: str | None = None, attn
             else:
                 raise WeightsError(f"weights {weights!r} for {name_or_path!r}: no such file or directory")
             provenance = hub.local_provenance(wpath)
+            if getattr(module, "original_numerics", None):
+                provenance.update(format="original-dpt", numerics=module.original_numerics)
         elif spec is not None:
             if spec.hub_id is None:
                 raise WeightsError(f"{spec.name!r} has no published checkpoint in transformers format; give "
