@@ -54,7 +54,7 @@ def resized_position_embeddings(pos: np.ndarray, rows: int, cols: int) -> np.nda
     grid = pos[0, 1:]
     g = int(round(np.sqrt(len(grid))))
     grid = grid.reshape(g, g, -1)
-    out = np.einsum("ri,ijd,cj->rcd", bilinear_matrix(g, rows), grid, bilinear_matrix(g, cols))
+    out = np.einsum("ri,ijd,cj->rcd", bilinear_matrix(g, rows), grid, bilinear_matrix(g, cols), optimize=True)
     return np.concatenate([pos[:, :1], out.reshape(1, rows * cols, -1)], axis=1)
 
 
