@@ -63,6 +63,16 @@ def save_tiny_dpt(path, num_labels: int = 150, image_size: int = 64) -> Path:
     return _save(DPTForSemanticSegmentation(cfg).eval(), proc, path)
 
 
+def save_tiny_dpt_hybrid(path, num_labels: int = 150, image_size: int = 64) -> Path:
+    from transformers import DPTForSemanticSegmentation
+
+    torch.manual_seed(0)
+    cfg = tiny_dpt_hybrid_config(num_labels, image_size)
+    proc = {"image_processor_type": "DPTImageProcessor", "size": {"height": image_size, "width": image_size},
+            "keep_aspect_ratio": False, "ensure_multiple_of": 1, "do_pad": False, **HALF}
+    return _save(DPTForSemanticSegmentation(cfg).eval(), proc, path)
+
+
 def save_tiny_upernet(path, num_labels: int = 150, image_size: int = 64) -> Path:
     from transformers import ConvNextConfig, UperNetConfig, UperNetForSemanticSegmentation
 
