@@ -53,24 +53,19 @@ def tiny_dpt_hybrid_config(num_labels: int = 150, image_size: int = 64):
                      **_labels(num_labels))
 
 
-def save_tiny_dpt(path, num_labels: int = 150, image_size: int = 64) -> Path:
+def save_tiny_dpt(path, num_labels: int = 150, image_size: int = 64, hybrid: bool = False) -> Path:
+    """A tiny DPT (ViT, or with ``hybrid`` the BiT-stem DPT-Hybrid) and the DPT processor at ``image_size``."""
     from transformers import DPTForSemanticSegmentation
 
     torch.manual_seed(0)
-    cfg = tiny_dpt_config(num_labels, image_size)
+    cfg = (tiny_dpt_hybrid_config if hybrid else tiny_dpt_config)(num_labels, image_size)
     proc = {"image_processor_type": "DPTImageProcessor", "size": {"height": image_size, "width": image_size},
             "keep_aspect_ratio": False, "ensure_multiple_of": 1, "do_pad": False, **HALF}
     return _save(DPTForSemanticSegmentation(cfg).eval(), proc, path)
 
 
 def save_tiny_dpt_hybrid(path, num_labels: int = 150, image_size: int = 64) -> Path:
-    from transformers import DPTForSemanticSegmentation
-
-    torch.manual_seed(0)
-    cfg = tiny_dpt_hybrid_config(num_labels, image_size)
-    proc = {"image_processor_type": "DPTImageProcessor", "size": {"height": image_size, "width": image_size},
-            "keep_aspect_ratio": False, "ensure_multiple_of": 1, "do_pad": False, **HALF}
-    return _save(DPTForSemanticSegmentation(cfg).eval(), proc, path)
+    return save_tiny_dpt(path, num_labels, image_size, hybrid=True)
 
 
 def save_tiny_upernet(path, num_labels: int = 150, image_size: int = 64) -> Path:
