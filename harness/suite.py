@@ -35,7 +35,11 @@ TOP_KEYS = ("extends", "name", "description", "models", "datasets", "devices", "
 MODEL_KEYS = ("name", "weights", "label", "runtime", "options", "trust_remote_code")
 DATASET_KEYS = ("name", "root", "split", "limit", "options")
 VARIANT_KEYS = ("channels_last", "compile", "attn_implementation")
-PROTOCOL_KEYS = ("mode", "upsample", "crop_size", "stride", "scales", "flip", "resize")
+PROTOCOL_KEYS = ("mode", "upsample", "crop_size", "stride", "scales", "flip", "resize", "merge", "base_size")
+# multiscale merges (harness/protocols.py, docs/PROTOCOLS.md): softmax = mmsegmentation's test-time
+# augmentation (the default), pytorch-encoding = PyTorch-Encoding's MultiEvalModule, logits = mean logits
+MERGE_MODES = ("softmax", "pytorch-encoding", "logits")
+PTE_DEFAULTS = {"crop_size": [480, 480], "base_size": 520}
 MEASURE_KEYS = ("warmup", "iters", "min_time_s", "accuracy", "latency", "timeout_s", "samples",
                 "num_workers", "on_bad_sample", "repeat", "flops", "stages", "warmup_cv", "max_warmup",
                 "allow_large")
@@ -81,7 +85,8 @@ class Cell:
             _slug(self.model_label or self.model), _slug(self.dataset), _slug(self.device),
             self.precision + ("" if self.amp == "autocast" else "-cast"), f"b{self.batch_size}",
         ] + ([self.runtime] if self.runtime != "pytorch" else [])
-          + ([self.protocol["mode"]] if self.protocol.get("mode", "whole") != "whole" else []))
+          + ([self.protocol["mode"]] if self.protocol.get("mode", "whole") != "whole" else [])
+          + ([self.protocol["merge"]] if self.protocol.get("merge") else []))
         digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
         return f"{readable}__{digest}"
 
@@ -304,6 +309,59 @@ def _with_defaults(v: _Validator, value: Any, defaults: dict, keys: tuple[str, .
     return out
 
 
+def _protocol_pair(v: _Validator, p: dict, key: str) -> None:
+    """``crop_size`` / ``stride``: an integer or [height, width] in 1..8192, stored as a pair."""
+    val = p[key]
+    val = [val, val] if isinstance(val, int) and not isinstance(val, bool) else val
+    if (not isinstance(val, list) or len(val) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 8192 for x in val)):
+        raise v.fail(f"protocol.{key}", f"expected an integer or [height, width] in 1..8192, got {_show(p[key])}")
+    p[key] = val
+
+
+def _protocol_resize(v: _Validator, r: Any) -> None:
+    """``resize``: a short side, [height, width], or {short, long} (mmcv's keep-ratio rescale)."""
+    def ok(x):
+        return isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 8192
+
+    if isinstance(r, dict):
+        if set(r) != {"short", "long"} or not (ok(r["short"]) and ok(r["long"])):
+            raise v.fail("protocol.resize", f"expected {{short: S, long: L}} with integers in 1..8192 (the image "
+                                            f"rescaled, aspect kept, to fit S x L), got {_show(r)}")
+    elif not (ok(r) or (isinstance(r, list) and len(r) == 2 and all(ok(x) for x in r))):
+        raise v.fail("protocol.resize", f"expected a short side (integer), [height, width] or {{short, long}} "
+                                        f"in 1..8192, got {_show(r)}")
+
+
+def _protocol_merge(v: _Validator, p: dict) -> None:
+    """``merge`` and ``base_size``: multiscale only; PyTorch-Encoding's own crop, stride and sizes."""
+    if p["mode"] != "multiscale":
+        for key in ("merge", "base_size"):
+            if key in p:
+                raise v.fail(f"protocol.{key}", f"applies to mode multiscale only (mode is {p['mode']!r})")
+        return
+    p.setdefault("merge", "softmax")
+    if p["merge"] not in MERGE_MODES:
+        raise v.fail("protocol.merge", f"{p['merge']!r} is not allowed{did_you_mean(str(p['merge']), MERGE_MODES)}; "
+                                       f"allowed: {', '.join(MERGE_MODES)}")
+    if p["merge"] != "pytorch-encoding":
+        if "base_size" in p:
+            raise v.fail("protocol.base_size", "applies to merge: pytorch-encoding only (use resize for the others)")
+        return
+    for key, why in (("stride", "it slides windows every int(crop_size * 2/3)"),
+                     ("resize", "it scales the long side to base_size x scale")):
+        if key in p:
+            raise v.fail(f"protocol.{key}", f"not used by merge: pytorch-encoding ({why})")
+    if p["upsample"] != "bilinear":
+        raise v.fail("protocol.upsample", "merge: pytorch-encoding resizes bilinearly (align_corners=True); "
+                                          f"got {p['upsample']!r}")
+    for key, default in PTE_DEFAULTS.items():
+        p.setdefault(key, default)
+    v.number(p["base_size"], "protocol.base_size", 1, 8192, integer=True)
+    if p["crop_size"][0] != p["crop_size"][1]:
+        raise v.fail("protocol.crop_size", f"merge: pytorch-encoding uses square crops, got {p['crop_size']}")
+
+
 def _protocol(v: _Validator, value: Any) -> dict:
     p = _with_defaults(v, value, DEFAULT_PROTOCOL, PROTOCOL_KEYS, "protocol")
     if value is None:
@@ -314,34 +372,29 @@ def _protocol(v: _Validator, value: Any) -> dict:
         raise v.fail("protocol.upsample", f"{p['upsample']!r} is not allowed; allowed: {', '.join(UPSAMPLE_MODES)}")
     for k in ("crop_size", "stride"):
         if k in p:
-            val = p[k]
-            val = [val, val] if isinstance(val, int) and not isinstance(val, bool) else val
-            if (not isinstance(val, list) or len(val) != 2
-                    or not all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 8192 for x in val)):
-                raise v.fail(f"protocol.{k}", f"expected an integer or [height, width] in 1..8192, got {_show(p[k])}")
-            p[k] = val
+            _protocol_pair(v, p, k)
     if "scales" in p:
         s = p["scales"]
         if (not isinstance(s, list) or not s or len(s) > 16
                 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and 0.1 <= x <= 4 for x in s)):
             raise v.fail("protocol.scales", f"expected a list of 1 to 16 numbers in 0.1..4, got {_show(s)}")
     if p.get("resize") is not None:
-        r = p["resize"]
-        ok_int = isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= 8192
-        ok_pair = (isinstance(r, list) and len(r) == 2
-                   and all(isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= 8192 for x in r))
-        if not (ok_int or ok_pair):
-            raise v.fail("protocol.resize", f"expected a short side (integer) or [height, width] in 1..8192, "
-                                            f"got {_show(r)}")
+        _protocol_resize(v, p["resize"])
     if "flip" in p and not isinstance(p["flip"], bool):
         raise v.fail("protocol.flip", f"expected true or false, got {_show(p['flip'])}")
     if p["mode"] == "slide" and "crop_size" not in p:
         raise v.fail("protocol.crop_size", "slide inference needs crop_size (and stride), e.g. crop_size: 512, stride: 341")
-    if p["mode"] == "slide":
+    if "stride" in p and "crop_size" not in p:
+        raise v.fail("protocol.stride", "needs crop_size (the windows it moves)")
+    if p["mode"] == "slide" or ("crop_size" in p and p.get("merge") != "pytorch-encoding"):
         p.setdefault("stride", [max(1, c * 2 // 3) for c in p["crop_size"]])
+    if "stride" in p and any(s > c for s, c in zip(p["stride"], p["crop_size"], strict=True)):
+        raise v.fail("protocol.stride", f"{p['stride']} is larger than crop_size {p['crop_size']}: pixels between "
+                                        f"windows would never be covered; expected stride <= crop_size")
     if p["mode"] == "multiscale":
         p.setdefault("scales", [0.5, 0.75, 1.0, 1.25, 1.5, 1.75])
         p.setdefault("flip", True)
+    _protocol_merge(v, p)
     return p
 
 

@@ -79,10 +79,30 @@ def test_dpt_default_resize_is_bicubic_not_bilinear():
 
 
 def test_unsupported_processor_options_are_refused():
-    d = {"image_processor_type": "DPTImageProcessor", "size": {"height": 48, "width": 48}, "keep_aspect_ratio": True,
-         "ensure_multiple_of": 32}
-    with pytest.raises(ConfigError, match="keep_aspect_ratio=True is not supported"):
-        preprocessor_from_dict(d, "dpt-keep-aspect")
+    d = {"image_processor_type": "DPTImageProcessor", "size": {"height": 48, "width": 48}, "do_pad": True,
+         "size_divisor": 32}
+    with pytest.raises(ConfigError, match="do_pad=True is not supported"):
+        preprocessor_from_dict(d, "dpt-pad")
+
+
+@pytest.mark.parametrize("options", [{"keep_aspect_ratio": True, "ensure_multiple_of": 32},
+                                     {"keep_aspect_ratio": True, "ensure_multiple_of": 1},
+                                     {"keep_aspect_ratio": False, "ensure_multiple_of": 32},
+                                     {"keep_aspect_ratio": True, "ensure_multiple_of": 14, "resample": 2}])
+@pytest.mark.parametrize("target", [48, 480])
+def test_dpt_keep_aspect_ratio_equals_the_dpt_processor(options, target):
+    """DPTImageProcessor's keep_aspect_ratio / ensure_multiple_of, no longer refused, on non-square images."""
+    d = {"image_processor_type": "DPTImageProcessor", "size": {"height": target, "width": target}, **options}
+    ref = own_processor(d)
+    ours = preprocessor_from_dict(d, "dpt-keep-aspect")
+    assert ours.fixed_size == (not options["keep_aspect_ratio"] and options["ensure_multiple_of"] == 1)
+    rng = np.random.default_rng(5)
+    for h, w in [(50, 70), (97, 40), (375, 500), (512, 683), (33, 33)]:
+        im = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        a = ours([im]).numpy()
+        b = ref(images=[im], return_tensors="pt")["pixel_values"].numpy()
+        assert a.shape == b.shape, (h, w, a.shape, b.shape)
+        assert np.abs(a - b).max() <= 1e-6
 
 
 @pytest.mark.parametrize("kind", ["dpt", "deeplab", "upernet", "segformer"])

@@ -182,17 +182,16 @@ def test_dpt_swin_is_composed_and_runs():
     assert out.shape == (1, 150, 256, 256)
 
 
-def test_dpt_hybrid_refuses_an_input_size_other_than_its_image_size(tmp_path):
-    import json
-
+def test_dpt_hybrid_accepts_sizes_that_are_multiples_of_16_and_refuses_others():
     from harness.models.dpt import check_input_size
     from harness.models.hf import config_from_dict
 
     cfg = config_from_dict(MODELS["dpt-hybrid"].config_dict())
     check_input_size(cfg, (384, 384), "dpt-hybrid")
-    with pytest.raises(ConfigError, match="only at its config image_size 384x384"):
-        check_input_size(cfg, (480, 480), "dpt-hybrid")
-    assert json.loads(json.dumps(MODELS["dpt-hybrid"].processor_dict()))["size"]["height"] == 384
+    check_input_size(cfg, (480, 640), "dpt-hybrid")
+    with pytest.raises(ConfigError, match=r"multiples of 16 .*, but the input is 390x384"):
+        check_input_size(cfg, (390, 384), "dpt-hybrid")
+    check_input_size(config_from_dict(MODELS["dpt-large"].config_dict()), (390, 384), "dpt-large")
 
 
 def test_pytorch_runtime_refuses_options(tiny):

@@ -117,3 +117,116 @@ def test_shortcut_equals_reference_on_random_shapes(seed):
     x = trained_like(c, h, w, int(torch.randint(2, 12, (1,), generator=g)), seed=seed,
                      scale=float(torch.rand((1,), generator=g)) * 8)
     assert torch.equal(upsample_argmax(x, size, "bilinear", shortcut=True), reference(x, size))
+
+
+def _int(g: torch.Generator, lo: int, hi: int) -> int:
+    return int(torch.randint(lo, hi + 1, (1,), generator=g))
+
+
+def tie_case(g: torch.Generator):
+    """Random logits built around ties: exact copies, one-ulp neighbours and copies of the winner.
+
+    Outputs are either small (height + width <= 128, where the CPU kernel vectorises over channels)
+    or thin (height + width just above 128, the generic kernel), so both kernel paths are covered
+    while each case stays around 10^5 resized values.
+    """
+    c, h, w = _int(g, 2, 100), _int(g, 1, 12), _int(g, 1, 12)
+    if _int(g, 0, 1):
+        size = (_int(g, 1, 32), _int(g, 1, 32))
+    else:
+        short = _int(g, 1, 12)
+        long = _int(g, 129, 134) - short
+        size = (short, long) if _int(g, 0, 1) else (long, short)
+    if _int(g, 0, 2) == 0:  # half-integers: exact ties everywhere
+        x = torch.randint(-3, 4, (c, h, w), generator=g).float() * 0.5
+    else:
+        x = torch.randn((c, h, w), generator=g) * 3
+    inf = torch.tensor(float("inf"))
+    for _ in range(_int(g, 1, 3)):
+        a, b = _int(g, 0, c - 1), _int(g, 0, c - 1)
+        rows, cols = slice(_int(g, 0, h - 1), h), slice(_int(g, 0, w - 1), w)
+        op = _int(g, 0, 3)
+        if op == 0:
+            x[b, rows, cols] = x[a, rows, cols]
+        elif op == 1:
+            x[b, rows, cols] = torch.nextafter(x[a, rows, cols], inf)
+        elif op == 2:
+            x[b, rows, cols] = torch.nextafter(x[a, rows, cols], -inf)
+        else:
+            x[b, rows, cols] = x[:, rows, cols].amax(0)  # tie with the winner
+    mode = "bicubic" if _int(g, 0, 4) == 0 else "bilinear"
+    max_bytes = _int(g, 1, 4 * size[0] * size[1] * c)
+    shortcut = [None, True, False][_int(g, 0, 2)]
+    return x, size, mode, max_bytes, shortcut
+
+
+def test_fuzz_exact_ties_and_one_ulp_near_ties_are_bit_identical():
+    """5,000 random cases (4,500 on one thread, 500 on two): the label map equals the one-piece reference.
+
+    Before chunks were aligned to CHANNEL_ALIGN, 616 of 5,000 such cases differed. Every fourth
+    case is also checked for ties in the reference's resized values, so the cases stay tie-heavy.
+    """
+    g = torch.Generator().manual_seed(2024)
+    threads = torch.get_num_threads()
+    mismatches, checked, exact_ties, near_ties = [], 0, 0, 0
+    try:
+        for i in range(5000):
+            if i in (0, 4500):
+                torch.set_num_threads(1 if i == 0 else 2)
+            x, size, mode, max_bytes, shortcut = tie_case(g)
+            up = F.interpolate(x[None], size=size, mode=mode, align_corners=False)[0]
+            if i % 4 == 0:
+                best = up.amax(0)
+                checked += 1
+                exact_ties += bool(((up == best).sum(0) > 1).any())
+                near_ties += bool((up == torch.nextafter(best, best.new_tensor(float("-inf")))).any())
+            got = upsample_argmax(x, size, mode, max_bytes=max_bytes, shortcut=shortcut)
+            if not torch.equal(got, up.argmax(0)):
+                mismatches.append((i, tuple(x.shape), size, mode, max_bytes, shortcut))
+    finally:
+        torch.set_num_threads(threads)
+    assert exact_ties > checked // 4 and near_ties > checked // 8, (checked, exact_ties, near_ties)
+    assert not mismatches, mismatches[:10]
+
+
+@pytest.mark.parametrize("c", [3, 4, 5, 63, 64, 65, 67, 68, 130, 131])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_chunks_equal_the_one_piece_resize_bitwise(c, threads):
+    """Values, not only labels: every chunk equals the same channels of the one-piece resize, on
+    the generic kernel (any chunks of >= 4 channels) and the channels-last one (aligned chunks)."""
+    g = torch.Generator().manual_seed(c)
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for h, w, size in [(7, 26, (17, 45)), (5, 9, (87, 60)), (1, 1, (30, 200)), (12, 3, (3, 140)),
+                           (9, 11, (100, 141))]:
+            x = torch.randn((1, c, h, w), generator=g)
+            full = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            align = 1 if postprocess.per_channel_kernel(x[0], size, "bilinear") else postprocess.CHANNEL_ALIGN
+            for step in (1, 3, 5, 64, 100):
+                parts = postprocess.channel_parts(c, step, align)
+                assert parts[0][0] == 0 and parts[-1][1] == c
+                assert all(a % align == 0 and (b - a >= 4 or len(parts) == 1) for a, b in parts)
+                pieces = [F.interpolate(x[:, a:b], size=size, mode="bilinear", align_corners=False)
+                          for a, b in parts]
+                assert torch.equal(torch.cat(pieces, 1), full), (h, w, size, step, parts)
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_unaligned_chunks_differ_on_the_vectorised_kernel():
+    """Why alignment matters: a chunk boundary inside a vector changes values by an ulp there."""
+    x = torch.randn((1, 141, 7, 26), generator=torch.Generator().manual_seed(0))
+    full = F.interpolate(x, size=(17, 45), mode="bilinear", align_corners=False)
+    pieces = torch.cat([F.interpolate(x[:, a:a + 47], size=(17, 45), mode="bilinear", align_corners=False)
+                        for a in range(0, 141, 47)], 1)
+    assert not postprocess.per_channel_kernel(x[0], (17, 45), "bilinear")
+    assert torch.allclose(pieces, full, rtol=1e-6, atol=1e-6)
+    if torch.equal(pieces, full):
+        pytest.skip("this CPU's kernel rounds the scalar tail like the vector body")
+
+
+def test_a_nan_in_a_later_chunk_wins_as_argmax_says():
+    x = torch.zeros((130, 4, 4))
+    x[100, 1, 1] = float("nan")
+    assert torch.equal(upsample_argmax(x, (9, 9), "bilinear", max_bytes=1, shortcut=False), reference(x, (9, 9)))

@@ -3,7 +3,6 @@ runner, and published reference numbers attached to cells."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import yaml
 from layouts import write_ade20k
@@ -12,7 +11,6 @@ from tiny_models import save_tiny_segformer
 import harness
 from harness.errors import ConfigError
 from harness.protocols import predict_with_protocol
-from harness.reference import entries, published
 from harness.results import load_run
 from harness.runner import run_suite
 
@@ -75,7 +73,8 @@ def test_multiscale_protocol_through_the_runner_equals_a_direct_call(tmp_path):
     assert cell.accuracy.metrics["mIoU"] == pytest.approx(metrics.compute()["mIoU"], abs=1e-12)
 
 
-def test_published_numbers_are_attached_to_matching_real_weight_cells(tmp_path):
+def test_a_local_checkpoint_is_never_paired_with_a_published_figure(tmp_path):
+    """A tiny local model under a registry name is not the checkpoint the paper's figure belongs to."""
     model = save_tiny_segformer(tmp_path / "m")
     ade = write_ade20k(tmp_path / "data", n=2)
     suite = _write(tmp_path, {"name": "pub", "models": [{"name": "segformer-b0", "weights": str(model)},
@@ -84,21 +83,7 @@ def test_published_numbers_are_attached_to_matching_real_weight_cells(tmp_path):
                               "measure": {"iters": 1, "stages": False, "flops": False}})
     summary = run_suite(suite, out_dir=tmp_path / "r", echo=False)
     cells = {c.identity.model: c for c in load_run(summary.run_dir).cells.values()}
-    assert cells["segformer-b0"].provenance.published["mIoU"] == pytest.approx(0.374)
-    assert "SegFormer" in cells["segformer-b0"].provenance.published["source"]
+    assert cells["segformer-b0"].status == "ok" and cells["segformer-b0"].provenance.published is None
     assert cells["rnd"].provenance.published is None  # random weights are never compared with a paper
 
 
-def test_reference_table_is_well_formed():
-    from harness.models import MODELS
-
-    seen = set()
-    for e in entries():
-        assert e["model"] in MODELS and e["protocol"] in ("whole", "slide", "multiscale")
-        assert 0 < e["mIoU"] < 100 and e["source"]
-        key = (e["model"], e["dataset"], e["protocol"])
-        assert key not in seen
-        seen.add(key)
-    assert published("dpt-large", "ade20k", "multiscale")["mIoU"] == pytest.approx(0.4763)
-    assert published("dpt-large", "ade20k", "whole") is None
-    assert np.isclose(published("dpt-hybrid", "ade20k", "multiscale")["aAcc"], 0.8311)

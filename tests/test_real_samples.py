@@ -123,3 +123,51 @@ def test_a_batch_of_different_sizes_equals_one_image_at_a_time(monkeypatch):
     together = model.predict(ims)
     for im, pred in zip(ims, together, strict=True):
         assert pred.shape == (im.height, im.width) and np.array_equal(pred, model.predict([im])[0])
+
+
+BASELINE = Path(__file__).resolve().parents[1] / "results" / "baselines" / "real-samples-cpu"
+
+
+def _baseline_cells() -> list[dict]:
+    import json
+
+    return [json.loads(p.read_text()) for p in sorted((BASELINE / "cells").glob("*.json"))]
+
+
+@pytest.mark.parametrize("committed", _baseline_cells(), ids=lambda c: c["cell_id"][:40])
+def test_committed_real_sample_accuracies_are_recomputed(committed, tmp_path, monkeypatch):
+    """The committed baseline's accuracies, recomputed through the cell's own accuracy loop, to 1e-6.
+
+    The cell is rebuilt from the baseline's run.json (same suite, same cell spec), the weights and
+    data are the files the baseline names (their sha256 and data digest must match), and
+    harness.cell.evaluate_accuracy runs as in a measured cell.
+    """
+    import json
+
+    from harness.cell import evaluate_accuracy
+    from harness.suite import Cell
+
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (pip install 'segbench[litert]')")
+    run = json.loads((BASELINE / "run.json").read_text())
+    spec = run["cell_specs"][committed["cell_id"]]
+    cell = Cell.from_dict(spec)
+    repo = BASELINE.parents[2]
+    tflite = need(repo / committed["weights"]["path"])
+    root = need(repo / cell.dataset_root)
+    monkeypatch.setenv("SEGBENCH_WEIGHTS", str(tflite.parent))
+    model = harness.load_model(cell.model, weights=cell.weights, device="cpu", runtime=cell.runtime)
+    assert model.weights["sha256"] == committed["weights"]["sha256"], "the weights file changed"
+    ds = harness.load_dataset(cell.dataset, root=str(root), split=cell.dataset_split, limit=cell.dataset_limit)
+    assert ds.digest() == committed["data"]["digest"], "the real samples changed since the baseline"
+    cell.measure["samples"] = 0
+    result = {"samples": [], "timing": {}, "data": {"skipped": []}}
+    evaluate_accuracy(model, ds, cell, tmp_path, result)
+    got, want = result["metrics"], committed["metrics"]
+    assert got["num_images"] == want["num_images"]
+    for key in ("mIoU", "aAcc", "mAcc", "fwIoU"):
+        assert got[key] == pytest.approx(want[key], abs=1e-6), key
+    for key in ("IoU", "Acc"):  # NaN (absent class) is written as null in the result files
+        ours = np.array([np.nan if v is None else v for v in got[key]], dtype=np.float64)
+        theirs = np.array([np.nan if v is None else v for v in want[key]], dtype=np.float64)
+        assert np.array_equal(np.isnan(ours), np.isnan(theirs)), key
+        assert np.allclose(ours[~np.isnan(ours)], theirs[~np.isnan(theirs)], rtol=0, atol=1e-6), key

@@ -127,6 +127,28 @@ BAD = [
     ({"protocol": {"flip": "yes"}}, "protocol.flip", "true or false"),
     ({"protocol": {"resize": [1, 2, 3]}}, "protocol.resize", "short side"),
     ({"protocol": {"mode": "whole", "tta": 1}}, "protocol.tta", "unknown key"),
+    ({"protocol": {"mode": "slide", "crop_size": 512, "stride": 600}}, "protocol.stride",
+     "[600, 600] is larger than crop_size [512, 512]"),
+    ({"protocol": {"mode": "multiscale", "crop_size": [512, 256], "stride": [341, 300]}}, "protocol.stride",
+     "[341, 300] is larger than crop_size [512, 256]"),
+    ({"protocol": {"mode": "multiscale", "stride": 300}}, "protocol.stride", "needs crop_size"),
+    ({"protocol": {"mode": "multiscale", "merge": "mean"}}, "protocol.merge", "softmax, pytorch-encoding, logits"),
+    ({"protocol": {"mode": "multiscale", "merge": "sofmtax"}}, "protocol.merge", "did you mean: softmax"),
+    ({"protocol": {"mode": "slide", "crop_size": 64, "merge": "softmax"}}, "protocol.merge", "multiscale only"),
+    ({"protocol": {"merge": "softmax"}}, "protocol.merge", "mode multiscale only"),
+    ({"protocol": {"mode": "multiscale", "base_size": 520}}, "protocol.base_size", "pytorch-encoding only"),
+    ({"protocol": {"mode": "multiscale", "merge": "pytorch-encoding", "stride": 320, "crop_size": 480}},
+     "protocol.stride", "int(crop_size * 2/3)"),
+    ({"protocol": {"mode": "multiscale", "merge": "pytorch-encoding", "resize": 512}}, "protocol.resize",
+     "base_size x scale"),
+    ({"protocol": {"mode": "multiscale", "merge": "pytorch-encoding", "crop_size": [480, 320]}},
+     "protocol.crop_size", "square crops"),
+    ({"protocol": {"mode": "multiscale", "merge": "pytorch-encoding", "upsample": "bicubic"}},
+     "protocol.upsample", "align_corners=True"),
+    ({"protocol": {"mode": "multiscale", "merge": "pytorch-encoding", "base_size": 0}}, "protocol.base_size",
+     "out of range"),
+    ({"protocol": {"mode": "slide", "crop_size": 64, "resize": {"short": 512}}}, "protocol.resize",
+     "{short: S, long: L}"),
     ({"measure": {"iters": 10**9}}, "measure.iters", "allow_large"),
     ({"measure": {"iters": 0}}, "measure.iters", "out of range"),
     ({"measure": {"warmup": -1}}, "measure.warmup", "out of range"),
@@ -268,3 +290,18 @@ def test_hub_ids_and_paths_pass_the_name_check(tmp_path):
     cells = load_suite(write(tmp_path, with_(models=["someone/some-model", str(tmp_path / "dir"),
                                                      str(tmp_path / "m.tflite")]))).cells()
     assert {c.runtime for c in cells if c.model.endswith(".tflite")} == {"litert"}
+
+
+def test_protocol_defaults_per_merge(tmp_path):
+    def proto(p):
+        return load_suite(write(tmp_path, with_(protocol=p))).data["protocols"][0]
+
+    assert proto({"mode": "multiscale"}) == {"mode": "multiscale", "upsample": "bilinear", "merge": "softmax",
+                                             "scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], "flip": True}
+    assert proto({"mode": "multiscale", "merge": "pytorch-encoding"}) == {
+        "mode": "multiscale", "upsample": "bilinear", "merge": "pytorch-encoding", "crop_size": [480, 480],
+        "base_size": 520, "scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], "flip": True}
+    assert proto({"mode": "slide", "crop_size": 512})["stride"] == [341, 341]
+    assert proto({"mode": "slide", "crop_size": 512, "stride": 512})["stride"] == [512, 512]  # equal is fine
+    assert proto({"mode": "multiscale", "crop_size": 512, "resize": {"short": 512, "long": 2048}})["stride"] == [341, 341]
+    assert "merge" not in proto({"mode": "whole"}) and "merge" not in proto({"mode": "slide", "crop_size": 8})

@@ -27,17 +27,45 @@ def _labels(num_labels: int) -> dict:
             "label2id": {f"class_{i}": i for i in range(num_labels)}}
 
 
-def save_tiny_dpt(path, num_labels: int = 150, image_size: int = 64) -> Path:
-    from transformers import DPTConfig, DPTForSemanticSegmentation
+def tiny_dpt_config(num_labels: int = 150, image_size: int = 64):
+    """DPT-Large's structure (ViT, 4 reassembled layers, project readout) at toy widths."""
+    from transformers import DPTConfig
+
+    return DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
+                     image_size=image_size, patch_size=16, backbone_out_indices=[0, 1, 2, 3],
+                     neck_hidden_sizes=[16, 16, 32, 32], fusion_hidden_size=16,
+                     use_batch_norm_in_fusion_residual=True, use_auxiliary_head=True, **_labels(num_labels))
+
+
+def tiny_dpt_hybrid_config(num_labels: int = 150, image_size: int = 64):
+    """DPT-Hybrid's structure (BiT stem + 3 stages, SAME padding, ViT on stage 3) at toy widths."""
+    from transformers import BitConfig, DPTConfig
+
+    bit = BitConfig(global_padding="SAME", layer_type="bottleneck", depths=[1, 1, 1], hidden_sizes=[16, 32, 64],
+                    embedding_size=8, num_groups=2, out_features=["stage1", "stage2", "stage3"],
+                    embedding_dynamic_padding=True)
+    grid = image_size // 16
+    return DPTConfig(is_hybrid=True, backbone_config=bit, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                     intermediate_size=64, image_size=image_size, patch_size=16, backbone_out_indices=[0, 1, 2, 3],
+                     backbone_featmap_shape=[1, 64, grid, grid], neck_hidden_sizes=[16, 32, 32, 32],
+                     fusion_hidden_size=16, reassemble_factors=[1, 1, 1, 0.5], neck_ignore_stages=[0, 1],
+                     readout_type="project", use_batch_norm_in_fusion_residual=True, use_auxiliary_head=True,
+                     **_labels(num_labels))
+
+
+def save_tiny_dpt(path, num_labels: int = 150, image_size: int = 64, hybrid: bool = False) -> Path:
+    """A tiny DPT (ViT, or with ``hybrid`` the BiT-stem DPT-Hybrid) and the DPT processor at ``image_size``."""
+    from transformers import DPTForSemanticSegmentation
 
     torch.manual_seed(0)
-    cfg = DPTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=64,
-                    image_size=image_size, patch_size=16, backbone_out_indices=[0, 1, 2, 3],
-                    neck_hidden_sizes=[16, 16, 32, 32], fusion_hidden_size=16, use_batch_norm_in_fusion_residual=True,
-                    use_auxiliary_head=True, **_labels(num_labels))
+    cfg = (tiny_dpt_hybrid_config if hybrid else tiny_dpt_config)(num_labels, image_size)
     proc = {"image_processor_type": "DPTImageProcessor", "size": {"height": image_size, "width": image_size},
             "keep_aspect_ratio": False, "ensure_multiple_of": 1, "do_pad": False, **HALF}
     return _save(DPTForSemanticSegmentation(cfg).eval(), proc, path)
+
+
+def save_tiny_dpt_hybrid(path, num_labels: int = 150, image_size: int = 64) -> Path:
+    return save_tiny_dpt(path, num_labels, image_size, hybrid=True)
 
 
 def save_tiny_upernet(path, num_labels: int = 150, image_size: int = 64) -> Path:

@@ -1,19 +1,34 @@
-"""DPT variants: which module class builds a DPT config, and the checks DPT needs.
+"""DPT variants: which module class builds a DPT config, and DPT at any input size.
 
 - ViT (DPT-Large) and ViT-hybrid (DPT-Hybrid, a BiT ResNet-50 stem) configs build
-  transformers' ``DPTForSemanticSegmentation``.
+  :class:`DPTAnySizeForSemanticSegmentation`, transformers' ``DPTForSemanticSegmentation`` made to
+  run at any input size the way the original DPT code does (isl-org/DPT ``forward_flex``): the
+  position embeddings are resized bilinearly (half-pixel centres, ``align_corners=False``) from
+  their square training grid to the input's ``(H // 16, W // 16)`` patch grid, and the tokens
+  are reshaped to that grid, not to a square. transformers already resizes them for the ViT, but
+  its hybrid embedding refuses any size other than ``config.image_size`` and its segmentation
+  model reshapes tokens to a square grid (non-square inputs fail). At the native size the
+  outputs are bit-identical to ``DPTForSemanticSegmentation``'s (the resize to the same grid is
+  the identity).
 - A config with a Swin V2 ``backbone_config`` builds the composition in
   :mod:`harness.models.dpt_swin` (backbone + DPT neck + DPT segmentation head), because
   ``DPTForSemanticSegmentation`` only runs the ViT path.
-- The hybrid embedding does not interpolate position embeddings: its input must be
-  ``config.image_size`` square, so the processor's output size must equal it.
+
+Input sides must be multiples of 16 for the hybrid (its ResNet stem makes ``ceil(H / 16)`` rows
+of tokens while the position grid has ``H // 16``); the original DPT code also needs multiples of
+32 for its fusion blocks, where transformers resizes the residual instead (sides that are
+multiples of 16 but not of 32 run here, unlike in the original).
 """
 
 from __future__ import annotations
 
+from transformers import DPTForSemanticSegmentation
+from transformers.models.dpt.modeling_dpt import DPTReassembleStage, DPTViTHybridEmbeddings
+
 from harness.errors import ConfigError
 
 SWIN_BACKBONES = ("swinv2",)
+HYBRID_MULTIPLE = 16
 
 
 def is_dpt_swin(config) -> bool:
@@ -24,24 +39,63 @@ def is_dpt_swin(config) -> bool:
 
 
 def dpt_module_class(config):
-    """The class that builds ``config``: the composed DPT-Swin model or ``DPTForSemanticSegmentation``."""
+    """The class that builds ``config``: the composed DPT-Swin model or the any-size ViT DPT."""
     if is_dpt_swin(config):
         from harness.models.dpt_swin import DPTSwinForSemanticSegmentation
 
         return DPTSwinForSemanticSegmentation
-    from transformers import DPTForSemanticSegmentation
-
-    return DPTForSemanticSegmentation
+    return DPTAnySizeForSemanticSegmentation
 
 
 def check_input_size(config, input_size: tuple[int, int], source: str) -> None:
     """Raise ConfigError when a DPT-Hybrid config cannot run at ``input_size`` (height, width) pixels."""
     if not getattr(config, "is_hybrid", False):
         return
-    size = config.image_size
-    expected = (size, size) if isinstance(size, int) else tuple(size)
-    if tuple(input_size) != tuple(expected):
-        raise ConfigError(f"{source}: DPT-Hybrid runs only at its config image_size {expected[0]}x{expected[1]} "
-                          f"(its hybrid embedding does not interpolate position embeddings), but the preprocessing "
-                          f"makes {input_size[0]}x{input_size[1]} inputs; set image_size in config.json or the "
-                          f"processor size to the same value")
+    h, w = (int(v) for v in input_size)
+    if h % HYBRID_MULTIPLE or w % HYBRID_MULTIPLE:
+        raise ConfigError(f"{source}: DPT-Hybrid needs input sides that are multiples of {HYBRID_MULTIPLE} "
+                          f"(its ResNet stem makes ceil(H/16) x ceil(W/16) tokens, its position grid "
+                          f"H//16 x W//16), but the input is {h}x{w}; choose a processor size, resize or "
+                          f"scales that give multiples of {HYBRID_MULTIPLE}")
+
+
+class AnySizeHybridEmbeddings(DPTViTHybridEmbeddings):
+    """The hybrid embedding with its position embeddings always resized to the input's patch grid."""
+
+    def forward(self, pixel_values, interpolate_pos_encoding: bool = True):
+        return super().forward(pixel_values, interpolate_pos_encoding=True)
+
+
+class GridReassembleStage(DPTReassembleStage):
+    """Reassembles tokens onto ``self.grid`` (rows, columns of patches) when the caller gives none."""
+
+    grid: tuple[int, int] | None = None
+
+    def forward(self, hidden_states, patch_height=None, patch_width=None):
+        if patch_height is None and self.grid is not None:
+            patch_height, patch_width = self.grid
+        return super().forward(hidden_states, patch_height, patch_width)
+
+
+class DPTAnySizeForSemanticSegmentation(DPTForSemanticSegmentation):
+    """``DPTForSemanticSegmentation`` at any input size, position embeddings resized as the original DPT.
+
+    Same parameters and state-dict keys as the transformers class (checkpoints load either way);
+    the hybrid embedding and the reassemble stage are switched to the subclasses above.
+    """
+
+    def __init__(self, config):
+        super().__init__(config)
+        if config.is_hybrid:
+            self.dpt.embeddings.__class__ = AnySizeHybridEmbeddings
+        self.neck.reassemble_stage.__class__ = GridReassembleStage
+
+    def forward(self, pixel_values=None, labels=None, **kwargs):
+        h, w = pixel_values.shape[-2:]
+        check_input_size(self.config, (h, w), "DPT-Hybrid input")
+        stage = self.neck.reassemble_stage
+        stage.grid = (h // self.config.patch_size, w // self.config.patch_size)
+        try:
+            return super().forward(pixel_values, labels=labels, **kwargs)
+        finally:
+            stage.grid = None

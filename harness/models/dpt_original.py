@@ -7,17 +7,35 @@ blocks ``pretrained.act_postprocess{1..4}``, ``scratch.layer{1..4}_rn`` convolut
 fusion blocks ``scratch.refinenet{1..4}`` (refinenet4 fuses first), the head
 ``scratch.output_conv`` and ``auxlayer``. The file is read with ``torch.load(...,
 weights_only=True)``: a pickle that needs arbitrary code is refused.
+
+The network is built with the numerics those checkpoints were trained with (timm 0.4.5, which
+the original code pins), where they differ from transformers' hub-format DPT:
+
+- ViT LayerNorm epsilon 1e-6 (timm's ``partial(nn.LayerNorm, eps=1e-6)``), not the config's 1e-12;
+- the hybrid's ResNet weight standardisation ``(w - mean) / (std + 1e-5)`` with the biased std
+  (timm's ``StdConv2dSame``), not transformers' BiT ``(w - mean) / sqrt(var + 1e-8)``.
+
+Everything else (GroupNorm and BatchNorm epsilons, SAME padding, GELU, attention) already agrees.
+Hub-format models keep transformers' own numerics.
 """
 
 from __future__ import annotations
 
+import copy
 import pickle
 import re
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from transformers.models.bit.modeling_bit import WeightStandardizedConv2d
 
 from harness.errors import WeightsError
+
+ORIGINAL_LAYER_NORM_EPS = 1e-6  # timm 0.4.5 VisionTransformer
+ORIGINAL_STD_CONV_EPS = 1e-5  # timm 0.4.5 StdConv2dSame
+ORIGINAL_NUMERICS = {"layer_norm_eps": ORIGINAL_LAYER_NORM_EPS,
+                     "weight_standardization": f"(w - mean) / (std + {ORIGINAL_STD_CONV_EPS:g}), biased std"}
 
 IGNORED = (re.compile(r"^pretrained\.model\.head\."), re.compile(r"^pretrained\.model\.fc_norm\."))
 
@@ -116,9 +134,41 @@ def read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return data
 
 
+class OriginalStdConv2d(WeightStandardizedConv2d):
+    """transformers' BiT convolution with timm 0.4.5's weight standardisation: (w - mean) / (std + eps)."""
+
+    def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
+        if self.pad is not None:
+            hidden_state = self.pad(hidden_state)
+        std, mean = torch.std_mean(self.weight, dim=[1, 2, 3], keepdim=True, unbiased=False)
+        weight = (self.weight - mean) / (std + self.eps)
+        return F.conv2d(hidden_state, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def original_numerics_config(config):
+    """A copy of ``config`` with the original ViT LayerNorm epsilon."""
+    config = copy.deepcopy(config)
+    config.layer_norm_eps = ORIGINAL_LAYER_NORM_EPS
+    return config
+
+
+def use_original_weight_standardization(model: torch.nn.Module) -> int:
+    """Switch every BiT weight-standardised convolution of ``model`` to timm's formula; returns how many."""
+    n = 0
+    for module in model.modules():
+        if isinstance(module, WeightStandardizedConv2d):
+            module.__class__ = OriginalStdConv2d
+            module.eps = ORIGINAL_STD_CONV_EPS
+            n += 1
+    return n
+
+
 def load_original_checkpoint(path: Path, config) -> torch.nn.Module:
-    """DPTForSemanticSegmentation(config) with the weights of the original checkpoint ``path``."""
-    from transformers import DPTForSemanticSegmentation
+    """The any-size DPT (:mod:`harness.models.dpt`) with the weights of the original checkpoint ``path``.
+
+    Built with the original numerics (module docstring); ``model.original_numerics`` records them.
+    """
+    from harness.models.dpt import DPTAnySizeForSemanticSegmentation
 
     path = Path(path)
     if path.suffix == ".safetensors":
@@ -129,8 +179,16 @@ def load_original_checkpoint(path: Path, config) -> torch.nn.Module:
         original = read_checkpoint(path)
     hybrid = bool(getattr(config, "is_hybrid", False))
     converted, _, unmapped = convert_state_dict(original, hybrid)
-    model = DPTForSemanticSegmentation(config)
-    expected = model.state_dict()
+    model = DPTAnySizeForSemanticSegmentation(original_numerics_config(config))
+    _check_fit(path, hybrid, converted, unmapped, model.state_dict())
+    model.load_state_dict(converted, strict=False)
+    use_original_weight_standardization(model)
+    model.original_numerics = dict(ORIGINAL_NUMERICS)
+    return model.eval()
+
+
+def _check_fit(path: Path, hybrid: bool, converted: dict, unmapped: list[str], expected: dict) -> None:
+    """WeightsError listing unmapped, missing, mis-shaped and unexpected keys, if any."""
     missing = [k for k in expected if k not in converted and not k.endswith("num_batches_tracked")]
     mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
                   for k, v in converted.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
@@ -143,5 +201,3 @@ def load_original_checkpoint(path: Path, config) -> torch.nn.Module:
     if problems:
         kind = "DPT-Hybrid" if hybrid else "DPT (ViT)"
         raise WeightsError(f"{path}: does not fit the {kind} architecture: " + "; ".join(problems))
-    model.load_state_dict({k: v for k, v in converted.items()}, strict=False)
-    return model.eval()

@@ -18,7 +18,7 @@ import torch
 from harness.errors import ConfigError, WeightsError
 from harness.models.base import SegmentationModel
 from harness.models.cnn import check_attention_setting, family_of
-from harness.models.preprocess import ResizeNormalize
+from harness.models.preprocess import OriginalDPTTransform, ResizeNormalize
 
 RANDOM_SEED = 0
 
@@ -32,7 +32,14 @@ PROCESSOR_CLASSES = {
     "Beit": ("transformers.models.beit.image_processing_pil_beit", "BeitImageProcessorPil"),
 }
 # options of the processors that ResizeNormalize does not reproduce, with their neutral values
-UNSUPPORTED = {"keep_aspect_ratio": False, "ensure_multiple_of": 1, "do_pad": False, "size_divisor": None}
+UNSUPPORTED = {"do_pad": False, "size_divisor": None}
+# DPTImageProcessor's resize options, reproduced by ResizeNormalize (harness.models.preprocess.keep_aspect_size)
+ASPECT_OPTIONS = ("keep_aspect_ratio", "ensure_multiple_of")
+# A segbench processor type (not a transformers class): the original DPT repository's inference
+# transform, harness.models.preprocess.OriginalDPTTransform.
+ORIGINAL_DPT_TRANSFORM = "DPTOriginalTransform"
+PREPROCESSING = ("processor", "dpt-original")
+ORIGINAL_DPT_SIZE = 480  # net_w = net_h = 480 in isl-org/DPT run_segmentation.py
 
 
 def _stem(d: dict) -> str | None:
@@ -83,29 +90,46 @@ def resolved_processor_options(d: dict, source: str) -> dict:
             raise ConfigError(f"{source}: {cls.__name__} refuses this configuration: {e}") from e
         opts = {k: getattr(proc, k, None) for k in ("size", "image_mean", "image_std", "resample", "do_resize",
                                                     "do_rescale", "rescale_factor", "do_normalize",
-                                                    "do_center_crop", "crop_size", *UNSUPPORTED)}
+                                                    "do_center_crop", "crop_size", *UNSUPPORTED, *ASPECT_OPTIONS)}
     for key, neutral in UNSUPPORTED.items():
         value = opts.get(key)
         if value is not None and value != neutral and not (key == "size_divisor" and not opts.get("do_pad")):
             raise ConfigError(f"{source}: image processor option {key}={value!r} is not supported (segbench "
-                              f"reproduces resize, center crop, rescale and normalise; expected {neutral!r})")
+                              f"reproduces resize (with keep_aspect_ratio and ensure_multiple_of), center crop, "
+                              f"rescale and normalise; expected {neutral!r})")
     size = _plain(opts.get("size"))
     if not size or not ({"height", "width"} <= set(size) or set(size) == {"shortest_edge"}):
         raise ConfigError(f"{source}: image processor size {opts.get('size')!r} is not supported "
                           "(expected {height, width} or {shortest_edge})")
     out = {"size": size, "image_mean": [float(x) for x in opts["image_mean"]],
            "image_std": [float(x) for x in opts["image_std"]], "resample": int(opts["resample"])}
-    for key in ("do_resize", "do_rescale", "rescale_factor", "do_normalize", "do_center_crop"):
+    for key in ("do_resize", "do_rescale", "rescale_factor", "do_normalize", "do_center_crop", *ASPECT_OPTIONS):
         if opts.get(key) is not None:
             out[key] = opts[key]
+    if (out.get("keep_aspect_ratio") or (out.get("ensure_multiple_of") or 1) > 1) and "height" not in size:
+        raise ConfigError(f"{source}: keep_aspect_ratio / ensure_multiple_of need size {{height, width}}, "
+                          f"got {size!r}")
     if opts.get("crop_size") is not None:
         out["crop_size"] = _plain(opts["crop_size"])
     return out
 
 
-def preprocessor_from_dict(d: dict, source: str) -> ResizeNormalize:
-    """The model's preprocessing from its processor config dict (the content of preprocessor_config.json)."""
+def preprocessor_from_dict(d: dict, source: str) -> ResizeNormalize | OriginalDPTTransform:
+    """The model's preprocessing from its processor config dict (the content of preprocessor_config.json).
+
+    ``image_processor_type: DPTOriginalTransform`` (keys ``size``, ``ensure_multiple_of``,
+    ``image_mean``, ``image_std``) selects the original DPT repository's inference transform.
+    """
+    if d.get("image_processor_type") == ORIGINAL_DPT_TRANSFORM:
+        return OriginalDPTTransform.from_dict(d)
     return ResizeNormalize.from_processor_dict(resolved_processor_options(d, source))
+
+
+def original_dpt_transform(processor) -> OriginalDPTTransform:
+    """The original DPT inference transform (isl-org/DPT ``run_segmentation.py``: 480, multiple of 32,
+    bicubic, aspect kept) with the mean and std of the model's own ``processor``."""
+    return OriginalDPTTransform(size=ORIGINAL_DPT_SIZE, ensure_multiple_of=32, image_mean=processor.image_mean,
+                                image_std=processor.image_std)
 
 
 def read_json(path: Path) -> dict:
@@ -205,15 +229,21 @@ class HFSegmentationModel(SegmentationModel):
 
 
 def load_hf_model(name_or_path: str, spec=None, weights: str | None = None, attn_implementation: str | None = None,
-                  trust_remote_code: bool = False, **adapter_kwargs) -> HFSegmentationModel:
+                  trust_remote_code: bool = False, preprocessing: str = "processor",
+                  **adapter_kwargs) -> HFSegmentationModel:
     """Build the adapter of a registry spec, a local save_pretrained directory or a hub id.
 
     weights: None (pretrained: the spec's hub id, the directory itself or the hub id),
     ``"random"`` (the architecture from the spec's or directory's config.json, seeded) or a
     path (a save_pretrained directory, or an original DPT checkpoint file for DPT specs).
+    preprocessing: ``"processor"`` (the model's own image processor) or, for ViT DPT models,
+    ``"dpt-original"`` (:class:`harness.models.preprocess.OriginalDPTTransform`, the original
+    repository's inference transform).
     ``adapter_kwargs`` go to :class:`HFSegmentationModel` (device, precision, amp, upsample,
     channels_last, compile).
     """
+    if preprocessing not in PREPROCESSING:
+        raise ConfigError(f"{name_or_path}: preprocessing {preprocessing!r} is not one of {', '.join(PREPROCESSING)}")
     from harness.models import hub
 
     local = Path(name_or_path)
@@ -249,6 +279,8 @@ def load_hf_model(name_or_path: str, spec=None, weights: str | None = None, attn
             else:
                 raise WeightsError(f"weights {weights!r} for {name_or_path!r}: no such file or directory")
             provenance = hub.local_provenance(wpath)
+            if getattr(module, "original_numerics", None):
+                provenance.update(format="original-dpt", numerics=module.original_numerics)
         elif spec is not None:
             if spec.hub_id is None:
                 raise WeightsError(f"{spec.name!r} has no published checkpoint in transformers format; give "
@@ -268,13 +300,27 @@ def load_hf_model(name_or_path: str, spec=None, weights: str | None = None, attn
             processor = _processor(None, None, name_or_path)
     if trust_remote_code:
         provenance["trust_remote_code"] = True
-    if getattr(module.config, "model_type", "") == "dpt":
-        from harness.models.dpt import check_input_size
-
-        check_input_size(module.config, processor.output_size, name_or_path)
+    processor = _chosen_preprocessing(module.config, processor, preprocessing, name_or_path)
     return HFSegmentationModel(module, processor, name=name_or_path, weights=provenance,
                                label_set=spec.label_set if spec else None, family=spec.family if spec else None,
                                **adapter_kwargs)
+
+
+def _chosen_preprocessing(config, processor, preprocessing: str, source: str):
+    """The model's processor, or the original DPT transform in its place; DPT sizes checked."""
+    if getattr(config, "model_type", "") != "dpt":
+        if preprocessing != "processor":
+            raise ConfigError(f"{source}: preprocessing {preprocessing!r} applies to DPT models only")
+        return processor
+    from harness.models.dpt import check_input_size, is_dpt_swin
+
+    if preprocessing == "dpt-original":
+        if is_dpt_swin(config):
+            raise ConfigError(f"{source}: preprocessing 'dpt-original' applies to the ViT DPT models "
+                              "(DPT-Large, DPT-Hybrid), not to DPT on a Swin backbone")
+        processor = original_dpt_transform(processor)
+    check_input_size(config, processor.output_size, source)
+    return processor
 
 
 def _no_config(path: Path):

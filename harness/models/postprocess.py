@@ -1,17 +1,27 @@
 """Logits -> label maps at the label's resolution: resize (bilinear or bicubic) then argmax.
 
 The reference is ``F.interpolate(logits, size, mode, align_corners=False).argmax(0)`` in float32;
-everything here returns exactly that label map, only cheaper:
+everything here returns exactly that label map, ties included (the first class wins, as
+``argmax`` does), only cheaper:
 
 - :func:`upsample_argmax` resizes channels in chunks of at most ``UPSAMPLE_CHUNK_BYTES`` with a
-  running argmax, so memory stays bounded for large images and many classes;
+  running argmax, so memory stays bounded for large images and many classes. A chunk's resized
+  values are bit-identical to the same channels of the one-piece resize only if the kernel
+  computes them the same way. PyTorch's generic CPU kernel does, for any chunk of at least 4
+  channels; its channels-last kernel (small outputs, 1x1 inputs, 3 channels on one thread)
+  vectorises over channels with a scalar tail that rounds differently, so there chunks start
+  at multiples of ``CHANNEL_ALIGN`` channels (:func:`channel_parts`, :func:`per_channel_kernel`);
 - on the CPU, bilinear resizing takes a shortcut (:func:`_bilinear_shortcut`). A bilinear output
   pixel is a convex combination (non-negative weights summing to 1) of at most 2x2 input pixels.
   If one class beats every other class by a clear margin at each of those input pixels, it
   beats them in the combination too, so the output label is known without resizing anything.
   Only the remaining pixels (class boundaries) need resized logits, and only for the classes
-  that can still win there. The margin is far above float32 rounding of the resize, so the
-  result is the reference label map, ties included (first class wins).
+  that can still win there. The margin is far above float32 rounding of the resize; pixels
+  closer than it to a tie are settled with values bit-identical to the reference resize
+  (:func:`_reference_subset_argmax`), so ties break as the reference breaks them.
+
+``tests/test_postprocess.py`` checks this on more than 5,000 random cases built around exact
+ties and one-ulp near-ties, on one and two threads (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -38,6 +48,13 @@ RESOLVE_BASE = 100
 RESOLVE_PER_CANDIDATE = 20
 # Unsettled pixels probed for a first estimate of their candidates before all are examined.
 PROBE_PIXELS = 512
+# Where the CPU kernel vectorises over channels, channel chunks start at multiples of this many
+# channels: a multiple of every float32 vector width (8 with AVX2, 16 with AVX-512, up to 64 lanes
+# of 2048-bit SVE), so a channel sits in the same lane in a chunk as in the one-piece resize.
+CHANNEL_ALIGN = 64
+# The CPU bilinear kernel takes its channels-last (vectorised) path when the output's height plus
+# width is at most this (ATen's UpSampleKernel.cpp, _use_vectorized_kernel_cond_2d).
+VECTORIZED_OUTPUT_EXTENT = 128
 
 
 def upsample_argmax(logits: torch.Tensor, size: tuple[int, int], mode: str,
@@ -57,27 +74,81 @@ def upsample_argmax(logits: torch.Tensor, size: tuple[int, int], mode: str,
     return _resize_argmax(logits, size, mode, max_bytes)
 
 
-def _resize_argmax(logits: torch.Tensor, size: tuple[int, int], mode: str, max_bytes: int) -> torch.Tensor:
-    """The reference computation, channels in chunks of at most ``max_bytes`` of resized logits.
+def channel_parts(c: int, step: int, align: int = 1) -> list[tuple[int, int]]:
+    """(start, stop) channel ranges covering ``c`` channels in chunks of about ``step`` channels.
 
-    Chunking keeps the label map identical: each channel is resized by the same kernel whatever
-    its neighbours, and the running argmax only replaces the best class on a strictly greater value.
+    Every range has at least 4 channels (a shorter tail joins the range before it), and with
+    ``align > 1`` the starts are multiples of ``align``. Why (PyTorch's CPU bilinear kernel): its
+    generic kernel computes every element with the same scalar arithmetic, but 3 channels on one
+    thread, 1x1 inputs with more than 3 channels and small outputs go to a channels-last kernel
+    that vectorises over channels with a scalar tail rounded differently. Ranges of at least 4
+    channels keep a chunk on the kernel the one-piece resize uses; on the vectorised kernel,
+    aligned starts keep each channel in the lane (vector body or tail) it has there. Either way
+    a chunk's values are bit-identical to the same channels of the one-piece resize.
     """
-    c = logits.shape[0]
+    step = max(align, step // align * align) if align > 1 else max(4, step)
+    bounds = list(range(0, c, step)) + [c]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < 4:
+        del bounds[-2]
+    return list(zip(bounds[:-1], bounds[1:], strict=False))
+
+
+def _resize_argmax(logits: torch.Tensor, size: tuple[int, int], mode: str, max_bytes: int) -> torch.Tensor:
+    """The reference computation, channels in chunks of about ``max_bytes`` of resized logits.
+
+    Chunking keeps the label map identical: each chunk's values equal the one-piece resize's
+    (:func:`channel_parts`, aligned where the kernel vectorises over channels), ``max(0)`` returns
+    the first maximal class within a chunk, and the running argmax replaces the best class only on
+    a strictly greater value or on a NaN where the best is not one (``argmax`` ranks NaN first).
+    """
+    c, h_in, w_in = logits.shape
     h, w = size
     step = max(1, min(c, max_bytes // max(h * w * 4, 1)))
+    align = 1 if per_channel_kernel(logits, size, mode) else CHANNEL_ALIGN
     best_val = best_idx = None
-    for start in range(0, c, step):
-        up = F.interpolate(logits[None, start:start + step], size=size, mode=mode, align_corners=False)[0]
+    for start, stop in channel_parts(c, step, align):
+        up = F.interpolate(logits[None, start:stop], size=size, mode=mode, align_corners=False)[0]
         val, idx = up.max(0)
         idx = idx + start
         if best_val is None:
             best_val, best_idx = val, idx
         else:
-            better = val > best_val
+            better = (val > best_val) | (val.isnan() & ~best_val.isnan())
             best_val = torch.where(better, val, best_val)
             best_idx = torch.where(better, idx, best_idx)
     return best_idx
+
+
+def per_channel_kernel(logits: torch.Tensor, size: tuple[int, int], mode: str) -> bool:
+    """Whether resizing ``logits`` (C, h, w) to ``size`` computes every channel with the same arithmetic.
+
+    True on CUDA (one thread per output pixel loops over channels), for bicubic on the CPU (its
+    float kernel is always the generic one) and for CPU bilinear outside the channels-last
+    kernel, whose dispatch (``upsample_bilinear2d_kernel_impl_float`` in ATen) this mirrors: 1x1
+    inputs with more than 3 channels, outputs with height + width at most
+    ``VECTORIZED_OUTPUT_EXTENT``, and 3 channels on one thread. Where it holds, any subset of at
+    least 4 channels resizes bit-identically to the same channels of the whole tensor.
+    """
+    if logits.device.type != "cpu" or mode != "bilinear":
+        return True
+    c, h, w = logits.shape
+    vectorized = ((h * w == 1 and c > 3) or size[0] + size[1] <= VECTORIZED_OUTPUT_EXTENT
+                  or (c == 3 and torch.get_num_threads() == 1))
+    return not vectorized
+
+
+def _reference_subset_argmax(logits: torch.Tensor, classes: torch.Tensor, size: tuple[int, int],
+                             max_bytes: int) -> torch.Tensor:
+    """Index into ``classes`` of the reference bilinear argmax restricted to them, over all of ``size``.
+
+    Only valid where :func:`per_channel_kernel` holds for the full tensor: the subset is padded to at
+    least 4 channels (repeating its last class, which cannot change the first maximal index) so
+    that it stays on the generic kernel too.
+    """
+    if len(classes) < 4:
+        classes = torch.cat([classes, classes[-1:].expand(4 - len(classes))])
+    sub = logits.index_select(0, classes).contiguous()
+    return _resize_argmax(sub, size, "bilinear", max_bytes)
 
 
 def _margin(logits: torch.Tensor) -> float:
@@ -177,7 +248,7 @@ def _resolve(logits: torch.Tensor, size: tuple[int, int], pixels: torch.Tensor, 
         suspects = torch.unique(torch.where(valid[:, tied], classes[:, tied], classes[0, tied]))
         if len(suspects) > c // 2:  # about as dear as resizing everything: let the caller do that
             return None
-        sub = _resize_argmax(logits.index_select(0, suspects).contiguous(), size, "bilinear", max_bytes)
+        sub = _reference_subset_argmax(logits, suspects, size, max_bytes)
         labels[tied] = suspects[sub.flatten()[pixels[tied]]]
     return labels
 
@@ -187,6 +258,8 @@ def _bilinear_shortcut(logits: torch.Tensor, size: tuple[int, int], max_bytes: i
     c, h, w = logits.shape
     if c == 1:
         return torch.zeros(size, dtype=torch.long, device=logits.device)
+    if not per_channel_kernel(logits, size, "bilinear"):  # small outputs: aligned chunks are cheap and exact
+        return _resize_argmax(logits, size, "bilinear", max_bytes)
     eps = _margin(logits)
     top2, idx2 = logits.topk(2, dim=0)
     # the clear winner of each input pixel, -1 where none is clear

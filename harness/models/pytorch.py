@@ -30,13 +30,21 @@ def check_name(name: str) -> None:
                           f"({', '.join(MODELS)}), not a local directory and not a hub id (owner/name)")
 
 
+OPTIONS = ("preprocessing",)
+
+
 def load(name_or_path: str, weights: str | None = None, device: str = "cpu", precision: str = "fp32",
          amp: str = "autocast", upsample: str = "bilinear", channels_last: bool = False, compile: bool = False,
          attn_implementation: str | None = None, trust_remote_code: bool = False, **options) -> SegmentationModel:
-    """A PyTorch adapter for ``name_or_path`` (see :func:`harness.models.load_model` for the arguments)."""
-    if options:
-        raise ConfigError(f"model {name_or_path!r}: unknown option(s) {', '.join(sorted(options))} "
-                          "(the PyTorch runtime takes none; options are for the onnxruntime and litert runtimes)")
+    """A PyTorch adapter for ``name_or_path`` (see :func:`harness.models.load_model` for the arguments).
+
+    Option ``preprocessing``: ``processor`` (the model's own image processor, default) or, for DPT,
+    ``dpt-original`` (the original inference transform: aspect kept, 480, multiple of 32, bicubic).
+    """
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise ConfigError(f"model {name_or_path!r}: unknown option(s) {', '.join(unknown)} (the PyTorch runtime "
+                          f"takes {', '.join(OPTIONS)}; other options are for the onnxruntime and litert runtimes)")
     check_name(name_or_path)
     spec = resolve(name_or_path)
     if spec is None and looks_like_path(name_or_path) and not Path(name_or_path).is_dir():
@@ -47,12 +55,15 @@ def load(name_or_path: str, weights: str | None = None, device: str = "cpu", pre
     if spec is not None and spec.kind == "torchvision":
         from harness.models.torchvision_models import load_torchvision_model
 
+        if options:
+            raise ConfigError(f"model {name_or_path!r}: option(s) {', '.join(sorted(options))} apply to "
+                              "transformers models only")
         return load_torchvision_model(spec, weights=weights, attn_implementation=attn_implementation,
                                       name=name_or_path, **adapter)
     from harness.models.hf import load_hf_model
 
     return load_hf_model(name_or_path, spec, weights=weights, attn_implementation=attn_implementation,
-                         trust_remote_code=trust_remote_code, **adapter)
+                         trust_remote_code=trust_remote_code, **adapter, **options)
 
 
 def _weights_present(spec: ModelSpec) -> bool | None:

@@ -69,6 +69,8 @@ def _td(r: dict, c, best: dict[str, float]) -> str:
         cls.append("missing")
         if r["status"] != "ok" and r.get("error"):
             title = str(r["error"])[:2000]
+        elif c.key == "published_mIoU" and r.get("published_note"):
+            title = str(r["published_note"])
         elif r["status"] == "ok":
             title = text
         dv = ""
@@ -81,6 +83,8 @@ def _td(r: dict, c, best: dict[str, float]) -> str:
             title = "95% bootstrap interval over images"
         if c.key == "published_mIoU" and r.get("published_source"):
             title = f"source: {r['published_source']}"
+            if r.get("published_checkpoint"):
+                title += f"; checkpoint: {r['published_checkpoint']}"
         if c.key == "flags" and r.get("flag_reasons"):
             title = "; ".join(f"{k}: {v}" for k, v in r["flag_reasons"].items())
         if c.key == "model" and r.get("trust_remote_code"):

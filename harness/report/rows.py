@@ -88,11 +88,13 @@ def precision_label(cell: CellResult) -> str:
 
 
 def protocol_label(cell: CellResult) -> str:
-    """``mode+upsample`` of the cell's protocol, e.g. ``whole+bilinear``."""
+    """``mode[+merge]+upsample`` of the cell's protocol, e.g. ``whole+bilinear``,
+    ``multiscale+pytorch-encoding+bilinear`` (multi-scale cells name how they merged)."""
     protocol = cell.identity.protocol
     if not isinstance(protocol, dict):
         return str(protocol)
-    return "+".join(str(v) for v in (protocol.get("mode"), protocol.get("upsample")) if v) or "-"
+    parts = (protocol.get("mode"), protocol.get("merge"), protocol.get("upsample"))
+    return "+".join(str(v) for v in parts if v) or "-"
 
 
 IDENTITY_FIELDS = ("task", "model", "dataset", "device", "precision", "amp", "batch_size", "runtime", "variant")
@@ -133,6 +135,7 @@ def cell_row(run: Run, cell: CellResult) -> dict:
         "amp": ident.amp, "batch_size": num(ident.batch_size), "runtime": ident.runtime,
         "protocol": protocol_label(cell), "identity": identity_key(cell), "mIoU_ci": _interval(cell),
         "published_source": (prov.published or {}).get("source"),
+        "published_checkpoint": (prov.published or {}).get("checkpoint"),
         "latency_samples": [v for v in (forward.get("samples") or []) if num(v) is not None],
         "trust_remote_code": bool(weights.get("trust_remote_code")),
         "repeats": cell.latency.repeats if isinstance(cell.latency.repeats, list) else None,
@@ -148,7 +151,20 @@ def cell_row(run: Run, cell: CellResult) -> dict:
     for q in derived:
         row[q.key] = q.derive(row)
     row["why"] = _reasons(row, cell)
+    row["published_note"] = _published_note(row, cell)
     return row
+
+
+def _published_note(row: dict, cell: CellResult) -> str | None:
+    """For an ok cell without a reference: the task's reason (another checkpoint, another protocol, ...)."""
+    if row["status"] != "ok" or cell.provenance.published is not None:
+        return None
+    from harness.tasks import TASKS, task_module
+
+    if cell.identity.task not in TASKS:
+        return None
+    explain = getattr(task_module(cell.identity.task), "published_reason", None)
+    return explain(cell) if explain else None
 
 
 def _reason(q: Quantity, row: dict, cell: CellResult) -> str:

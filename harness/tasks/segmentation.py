@@ -198,12 +198,19 @@ def _task_view(run, task: str):
 
 
 def published(cell, model) -> dict | None:
-    """The reference figures for this cell's model, dataset and protocol (real weights only)."""
+    """The reference figures of this cell: only when the reference was measured on the checkpoint the
+    cell loaded (hub id, or the file's sha256) under the cell's protocol (see :mod:`harness.reference`)."""
     from harness.reference import published as lookup
 
-    if model.weights.get("source") == "random":
-        return None
-    return lookup(cell.model, cell.dataset, cell.protocol.get("mode", "whole"))
+    return lookup(cell.model, cell.dataset, cell.protocol, model.weights)
+
+
+def published_reason(result) -> str:
+    """Why a finished cell carries no published reference (shown beside "no ref.")."""
+    from harness.reference import match
+
+    ident = result.identity
+    return match(str(ident.model_ref), str(ident.dataset), ident.protocol or {}, result.provenance.weights or {})[1]
 
 
 def report_panels(pairs: list) -> list[dict]:
