@@ -63,25 +63,25 @@ def small_run(tmp_path_factory):
     path = tmp / "suite.yaml"
     path.write_text(yaml.safe_dump(small))
     summary = run_suite(path, out_dir=tmp / "r", echo=False)
-    cells = {c["model"]: c for c in load_run(summary.run_dir).cells.values()}
+    cells = {c.identity.model: c for c in load_run(summary.run_dir).cells.values()}
     return cells, model_dir, ade
 
 
 def test_dpt_hybrid_ms_flip_cell_runs_with_random_registry_weights(small_run):
     cell = small_run[0]["dpt-hybrid"]
-    assert cell["status"] == "ok", cell["error"]
-    assert cell["protocol"]["merge"] == "pytorch-encoding" and cell["weights"]["source"] == "random"
+    assert cell.status == "ok", cell.error
+    assert cell.identity.protocol["merge"] == "pytorch-encoding" and cell.provenance.weights["source"] == "random"
 
 
 def test_dpt_hybrid_ms_flip_accuracy_goes_through_the_protocol(small_run):
     cells, model_dir, ade = small_run
     cell = cells["tiny-hybrid"]
-    assert cell["status"] == "ok", cell["error"]
+    assert cell.status == "ok", cell.error
     model = harness.load_model(str(model_dir))
     ds = harness.load_dataset("ade20k", root=str(ade))
     metrics = harness.SegmentationMetrics(150)
     with torch.inference_mode():
         for i in range(len(ds)):
             s = ds.load(i)
-            metrics.update(predict_with_protocol(model, s.image, cell["protocol"]), s.label)
-    assert cell["metrics"]["mIoU"] == pytest.approx(metrics.compute()["mIoU"], abs=1e-12)
+            metrics.update(predict_with_protocol(model, s.image, cell.identity.protocol), s.label)
+    assert cell.accuracy.metrics["mIoU"] == pytest.approx(metrics.compute()["mIoU"], abs=1e-12)

@@ -140,12 +140,14 @@ def test_committed_real_sample_accuracies_are_recomputed(committed, tmp_path, mo
 
     The cell is rebuilt from the baseline's run.json (same suite, same cell spec), the weights and
     data are the files the baseline names (their sha256 and data digest must match), and
-    harness.cell.evaluate_accuracy runs as in a measured cell.
+    harness.stages.accuracy runs as in a measured cell.
     """
     import json
 
-    from harness.cell import evaluate_accuracy
+    from harness import stages
+    from harness.launchers import Placement
     from harness.suite import Cell
+    from harness.tasks import get_task, task_module
 
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (pip install 'segbench[litert]')")
     run = json.loads((BASELINE / "run.json").read_text())
@@ -160,9 +162,8 @@ def test_committed_real_sample_accuracies_are_recomputed(committed, tmp_path, mo
     ds = harness.load_dataset(cell.dataset, root=str(root), split=cell.dataset_split, limit=cell.dataset_limit)
     assert ds.digest() == committed["data"]["digest"], "the real samples changed since the baseline"
     cell.measure["samples"] = 0
-    result = {"samples": [], "timing": {}, "data": {"skipped": []}}
-    evaluate_accuracy(model, ds, cell, tmp_path, result)
-    got, want = result["metrics"], committed["metrics"]
+    outcome = stages.accuracy(model, ds, ds, cell, tmp_path, get_task(cell.task), task_module(cell.task), Placement())
+    got, want = outcome.accuracy.metrics, committed["metrics"]
     assert got["num_images"] == want["num_images"]
     for key in ("mIoU", "aAcc", "mAcc", "fwIoU"):
         assert got[key] == pytest.approx(want[key], abs=1e-6), key
