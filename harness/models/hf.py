@@ -244,66 +244,78 @@ def load_hf_model(name_or_path: str, spec=None, weights: str | None = None, attn
     """
     if preprocessing not in PREPROCESSING:
         raise ConfigError(f"{name_or_path}: preprocessing {preprocessing!r} is not one of {', '.join(PREPROCESSING)}")
-    from harness.models import hub
-
     local = Path(name_or_path)
     is_dir = spec is None and local.is_dir()
     spec_config = config_from_dict(spec.config_dict(), str(spec.config_path)) if spec else None
-    if weights == "random":
-        if spec_config is not None:
-            config = spec_config
-        elif is_dir:
-            config = config_from_dict(read_json(local / "config.json"), str(local / "config.json")) \
-                if (local / "config.json").is_file() else _no_config(local)
-        else:
-            from transformers import AutoConfig
-
-            config = hub.load_pretrained(AutoConfig, name_or_path, trust_remote_code=trust_remote_code)
-        family = spec.family if spec else family_of(config)
-        check_attention_setting(name_or_path, family, attn_implementation)
-        module = build_random(config, attn_implementation)
-        provenance: dict = {"source": "random", "seed": RANDOM_SEED}
-        processor = _processor(local if is_dir else None, spec, None)
-    else:
-        family = spec.family if spec else None
-        if spec is not None:
-            check_attention_setting(name_or_path, family, attn_implementation)
-        if weights is not None:
-            wpath = Path(weights)
-            if wpath.is_file():
-                module = _load_checkpoint_file(name_or_path, spec, spec_config, wpath, attn_implementation)
-                processor = _processor(None, spec, None)
-            elif wpath.is_dir():
-                module = _load_dir(wpath, spec_config, family, name_or_path, attn_implementation, trust_remote_code)
-                processor = _processor(wpath, spec, None)
-            else:
-                raise WeightsError(f"weights {weights!r} for {name_or_path!r}: no such file or directory")
-            provenance = hub.local_provenance(wpath)
-            if getattr(module, "original_numerics", None):
-                provenance.update(format="original-dpt", numerics=module.original_numerics)
-        elif spec is not None:
-            if spec.hub_id is None:
-                raise WeightsError(f"{spec.name!r} has no published checkpoint in transformers format; give "
-                                   f"`weights: /path/to/checkpoint` (an original DPT .pt file or a save_pretrained "
-                                   f"directory) or `weights: random`")
-            module = load_pretrained_module(spec.hub_id, spec_config, attn_implementation, trust_remote_code)
-            provenance = {"source": "hub", "id": spec.hub_id, "revision": hub.cached_revision(spec.hub_id)}
-            processor = _processor(None, spec, spec.hub_id)
-        elif is_dir:
-            module = _load_dir(local, None, None, name_or_path, attn_implementation, trust_remote_code)
-            provenance = hub.local_provenance(local)
-            processor = _processor(local, None, None)
-        else:
-            module = load_pretrained_module(name_or_path, None, attn_implementation, trust_remote_code)
-            check_attention_setting(name_or_path, family_of(module.config), attn_implementation)
-            provenance = {"source": "hub", "id": name_or_path, "revision": hub.cached_revision(name_or_path)}
-            processor = _processor(None, None, name_or_path)
+    build = _random_module if weights == "random" else _pretrained_module
+    module, provenance, processor = build(name_or_path, spec, spec_config, weights, local if is_dir else None,
+                                          attn_implementation, trust_remote_code)
     if trust_remote_code:
         provenance["trust_remote_code"] = True
     processor = _chosen_preprocessing(module.config, processor, preprocessing, name_or_path)
     return HFSegmentationModel(module, processor, name=name_or_path, weights=provenance,
                                label_set=spec.label_set if spec else None, family=spec.family if spec else None,
                                **adapter_kwargs)
+
+
+def _random_module(name_or_path: str, spec, spec_config, weights, local: Path | None, attn_implementation,
+                   trust_remote_code: bool):
+    """(module, provenance, processor) of the architecture with seeded random weights, from the spec's
+    config, the local directory's config.json or the hub id's config."""
+    from harness.models import hub
+
+    if spec_config is not None:
+        config = spec_config
+    elif local is not None:
+        config = config_from_dict(read_json(local / "config.json"), str(local / "config.json")) \
+            if (local / "config.json").is_file() else _no_config(local)
+    else:
+        from transformers import AutoConfig
+
+        config = hub.load_pretrained(AutoConfig, name_or_path, trust_remote_code=trust_remote_code)
+    check_attention_setting(name_or_path, spec.family if spec else family_of(config), attn_implementation)
+    return (build_random(config, attn_implementation), {"source": "random", "seed": RANDOM_SEED},
+            _processor(local, spec, None))
+
+
+def _pretrained_module(name_or_path: str, spec, spec_config, weights, local: Path | None, attn_implementation,
+                       trust_remote_code: bool):
+    """(module, provenance, processor) with trained weights: a ``weights`` path (checkpoint file or
+    save_pretrained directory), the spec's hub id, the local directory itself, or the hub id."""
+    from harness.models import hub
+
+    family = spec.family if spec else None
+    if spec is not None:
+        check_attention_setting(name_or_path, family, attn_implementation)
+    if weights is not None:
+        wpath = Path(weights)
+        if wpath.is_file():
+            module = _load_checkpoint_file(name_or_path, spec, spec_config, wpath, attn_implementation)
+            processor = _processor(None, spec, None)
+        elif wpath.is_dir():
+            module = _load_dir(wpath, spec_config, family, name_or_path, attn_implementation, trust_remote_code)
+            processor = _processor(wpath, spec, None)
+        else:
+            raise WeightsError(f"weights {weights!r} for {name_or_path!r}: no such file or directory")
+        provenance = hub.local_provenance(wpath)
+        if getattr(module, "original_numerics", None):
+            provenance.update(format="original-dpt", numerics=module.original_numerics)
+        return module, provenance, processor
+    if spec is not None:
+        if spec.hub_id is None:
+            raise WeightsError(f"{spec.name!r} has no published checkpoint in transformers format; give "
+                               f"`weights: /path/to/checkpoint` (an original DPT .pt file or a save_pretrained "
+                               f"directory) or `weights: random`")
+        module = load_pretrained_module(spec.hub_id, spec_config, attn_implementation, trust_remote_code)
+        return (module, {"source": "hub", "id": spec.hub_id, "revision": hub.cached_revision(spec.hub_id)},
+                _processor(None, spec, spec.hub_id))
+    if local is not None:
+        module = _load_dir(local, None, None, name_or_path, attn_implementation, trust_remote_code)
+        return module, hub.local_provenance(local), _processor(local, None, None)
+    module = load_pretrained_module(name_or_path, None, attn_implementation, trust_remote_code)
+    check_attention_setting(name_or_path, family_of(module.config), attn_implementation)
+    return (module, {"source": "hub", "id": name_or_path, "revision": hub.cached_revision(name_or_path)},
+            _processor(None, None, name_or_path))
 
 
 def _chosen_preprocessing(config, processor, preprocessing: str, source: str):
