@@ -244,3 +244,15 @@ def test_a_flagged_measurement_is_not_judged_and_says_why(base, tmp_path):
     assert opted_in.exit_code == 1 and [f.metric for f in opted_in.regressions] == ["latency_p50_ms"]
     worse = load_run(write_run(tmp_path / "worse", [_dpt(miou=0.40, quality=BUSY)]))
     assert compare_runs(base, worse).exit_code == 1  # an accuracy drop does not depend on the machine
+
+
+def test_runs_on_different_hardware_have_no_timing_judged(base, tmp_path):
+    slow = [_dpt(latency=450, seed=9)]
+    other = load_run(write_run(tmp_path / "other", slow, {"env": {**base.meta["env"], "cpu": "Another CPU"}}))
+    cmp = compare_runs(base, other)
+    assert cmp.exit_code == 2 and not cmp.regressions
+    assert cmp.unjudged == ["every pair: timings not compared, the runs were measured on different machines "
+                            "(cpu: 'Test CPU' vs 'Another CPU')"]
+    assert compare_runs(base, other, {"allow_flagged": 1}).exit_code == 1
+    same = load_run(write_run(tmp_path / "same", slow))
+    assert compare_runs(base, same).exit_code == 1  # same machine: the slowdown is a regression

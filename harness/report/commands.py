@@ -135,7 +135,8 @@ def add_parsers(sub) -> None:
     for key, help_text in THRESHOLD_HELP.items():
         if key == "allow_flagged":
             c.add_argument("--allow-flagged", action="store_const", const=1, dest=key,
-                           help="judge timings even when a side's measurement was flagged (busy host, unstable, ...)")
+                           help="judge timings even when a side's measurement was flagged (busy host, unstable, ...) "
+                                "or the runs ran on different hardware")
         else:
             c.add_argument("--" + key.replace("_", "-"), type=float, dest=key, help=help_text)
     c.add_argument("--format", choices=("markdown", "json"), default="markdown")

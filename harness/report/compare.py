@@ -17,7 +17,9 @@ Measurement quality: when either side of a pair carries a quality flag (``enviro
 busy host, CPU steal, unstable samples, throttling, oversubscribed threads; see
 :mod:`harness.measure.quality`), its timings are not judged: the pair is listed as unjudged with the
 flags as the reason, and the verdict is "could not compare" unless something else regressed. The
-``allow_flagged`` threshold (1) opts in to judging them anyway.
+``allow_flagged`` threshold (1) opts in to judging them anyway. Two runs measured on different
+hardware (CPU model or count, GPU model or count in their environment fingerprints) have no
+timings judged at all, for the same reason, under the same opt-in.
 
 Exit codes: 0 no regression, 1 regression, 2 could not compare (unreadable run, nothing paired, or
 timings not judged because a side was flagged).
@@ -43,7 +45,8 @@ from harness.results import Run
 DEFAULT_THRESHOLDS = {**{k: c.default for k, c in checks().items()}, "alpha": ALPHA, "allow_flagged": 0}
 THRESHOLD_HELP = {**{k: c.help for k, c in checks().items()}, "alpha": ALPHA_HELP,
                   "allow_flagged": "1 = compare timings even when a side's measurement was flagged (busy host, "
-                                   "unstable, throttled, oversubscribed); default 0: such pairs are not compared"}
+                                   "unstable, throttled, oversubscribed) or the runs ran on different hardware; "
+                                   "default 0: such timings are not compared"}
 EXIT_OK, EXIT_REGRESSION, EXIT_CANNOT_COMPARE = 0, 1, 2
 
 
@@ -285,12 +288,27 @@ def _status(label: str, b: CellResult, c: CellResult, cmp: Comparison) -> bool:
     return True
 
 
+HARDWARE_KEYS = ("cpu", "cpu_count", "gpu", "gpu_count")  # of the runs' environment fingerprints
+
+
+def machine_difference(baseline: Run, current: Run) -> str | None:
+    """Why two runs' timings are not comparable at all: they ran on different hardware (or None)."""
+    a = baseline.meta.get("env") if isinstance(baseline.meta.get("env"), dict) else {}
+    b = current.meta.get("env") if isinstance(current.meta.get("env"), dict) else {}
+    diff = [f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in HARDWARE_KEYS if a.get(k) != b.get(k)]
+    return ("timings not compared, the runs were measured on different machines (" + "; ".join(diff) + ")"
+            if diff else None)
+
+
 def compare_runs(baseline: Run, current: Run, thresholds: dict | None = None) -> Comparison:
     """Pair the cells of two runs and check each pair against ``thresholds`` (defaults: ``DEFAULT_THRESHOLDS``)."""
     t = check_thresholds(thresholds or {})
     cmp = Comparison(thresholds=t)
     pairs = _pair(baseline, current, cmp)
     cmp.matched = len(pairs)
+    other_machine = None if t["allow_flagged"] else machine_difference(baseline, current)
+    if other_machine and pairs:
+        cmp.unjudged.append(f"every pair: {other_machine}")
     checked = [q for q in all_quantities() if q.check is not None]
     for b, c in pairs:
         label = cell_label(c)
@@ -298,8 +316,8 @@ def compare_runs(baseline: Run, current: Run, thresholds: dict | None = None) ->
             continue
         cmp.compared += 1
         done_groups: set[str] = set()
-        refused = refusal(b, c, allow_flagged=bool(t["allow_flagged"]))
-        if refused:
+        refused = other_machine or refusal(b, c, allow_flagged=bool(t["allow_flagged"]))
+        if refused and not other_machine:
             cmp.unjudged.append(f"{label}: {refused}")
         for q in checked:
             if q.check.group in done_groups or (refused and q.check.kind == "growth_beyond_noise"):
