@@ -16,22 +16,8 @@ from pathlib import Path
 import torch
 
 from harness.errors import WeightsError
-from harness.models.dpt_original import convert_state_dict, read_checkpoint
+from harness.models.dpt_original import convert_state_dict, fit_problems, read_checkpoint
 from harness.models.hf import config_from_dict
-
-
-def _problems(converted: dict, unmapped: list[str], expected: dict) -> list[str]:
-    """What keeps a converted state dict from fitting ``expected`` (empty when it fits)."""
-    missing = [k for k in expected if k not in converted and not k.endswith("num_batches_tracked")]
-    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
-                  for k, v in converted.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
-    unexpected = [k for k in converted if k not in expected]
-    out = []
-    for title, items in (("unmapped original keys", unmapped), ("model keys missing from the checkpoint", missing),
-                         ("shape mismatches", mismatched), ("mapped keys the model does not have", unexpected)):
-        if items:
-            out.append(f"{len(items)} {title}: " + ", ".join(items[:12]) + (" ..." if len(items) > 12 else ""))
-    return out
 
 
 def original_depth_config(spec, path: Path, attn_implementation: str | None = None):
@@ -63,7 +49,7 @@ def load_original_depth_checkpoint(path: Path, config) -> torch.nn.Module:
     hybrid = bool(getattr(config, "is_hybrid", False))
     converted, _, unmapped = convert_state_dict(original, hybrid)
     model = DPTForDepthEstimation(config)
-    problems = _problems(converted, unmapped, model.state_dict())
+    problems = fit_problems(converted, unmapped, model.state_dict())
     if problems:
         kind = "DPT-Hybrid" if hybrid else "DPT (ViT)"
         raise WeightsError(f"{path}: does not fit the {kind} depth architecture: " + "; ".join(problems))

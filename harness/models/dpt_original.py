@@ -187,8 +187,9 @@ def load_original_checkpoint(path: Path, config) -> torch.nn.Module:
     return model.eval()
 
 
-def _check_fit(path: Path, hybrid: bool, converted: dict, unmapped: list[str], expected: dict) -> None:
-    """WeightsError listing unmapped, missing, mis-shaped and unexpected keys, if any."""
+def fit_problems(converted: dict, unmapped: list[str], expected: dict) -> list[str]:
+    """What keeps a converted state dict from fitting ``expected``: unmapped original keys, model keys
+    missing from the checkpoint, shape mismatches, mapped keys the model does not have (empty: it fits)."""
     missing = [k for k in expected if k not in converted and not k.endswith("num_batches_tracked")]
     mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
                   for k, v in converted.items() if k in expected and tuple(v.shape) != tuple(expected[k].shape)]
@@ -198,6 +199,12 @@ def _check_fit(path: Path, hybrid: bool, converted: dict, unmapped: list[str], e
                          ("shape mismatches", mismatched), ("mapped keys the model does not have", unexpected)):
         if items:
             problems.append(f"{len(items)} {title}: " + ", ".join(items[:12]) + (" ..." if len(items) > 12 else ""))
+    return problems
+
+
+def _check_fit(path: Path, hybrid: bool, converted: dict, unmapped: list[str], expected: dict) -> None:
+    """WeightsError listing unmapped, missing, mis-shaped and unexpected keys, if any."""
+    problems = fit_problems(converted, unmapped, expected)
     if problems:
         kind = "DPT-Hybrid" if hybrid else "DPT (ViT)"
         raise WeightsError(f"{path}: does not fit the {kind} architecture: " + "; ".join(problems))
