@@ -96,6 +96,8 @@ def _measure(cell: Cell, run_dir: Path, result: CellResult, load_model, load_dat
         result.accuracy, result.samples = outcome.accuracy, outcome.samples
         result.timing.accuracy_s, result.timing.accuracy_breakdown_s = outcome.seconds, outcome.breakdown_s
         result.provenance.data.update(skipped=outcome.skipped, num_evaluated=outcome.num_evaluated)
+        if outcome.input_digest is not None:
+            result.provenance.data["corrupted_inputs_sha256"] = outcome.input_digest
         if placement.world_size > 1:
             result.environment.distributed = {"world_size": placement.world_size, "accuracy": "split across ranks",
                                               "latency": "rank 0 only (single process)"}

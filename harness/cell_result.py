@@ -184,6 +184,12 @@ class CellResult:
         w = self.provenance.weights or {}
         return w.get("source") or ("random" if w.get("requested") == "random" else None)
 
+    @property
+    def corruption_tag(self) -> str | None:
+        """``<name>-<severity>`` of the input corruption (e.g. ``fog-3``), None for clean images."""
+        c = self.identity.corruption
+        return f"{c.get('name')}-{c.get('severity')}" if isinstance(c, dict) else None
+
     def to_dict(self) -> dict:
         """The file's content (schema 2)."""
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "cell_id": self.cell_id, "status": self.status,

@@ -49,7 +49,7 @@ def visible_columns(rows: list[dict], several_runs: bool) -> list:
     quantity's key (published reference, delta, Dice, ...) only when some row has that value."""
     cols = []
     for c in columns():
-        if c.key == "run" and not several_runs:
+        if (c.key == "run" and not several_runs) or (c.optional and not any(r.get(c.key) for r in rows)):
             continue
         shown = c.quantity.shown if c.quantity is not None else "always"
         if shown != "always" and not any(r.get(shown) is not None for r in rows):
