@@ -295,11 +295,15 @@ def save_sample(run_dir: Path, cell_id: str, dataset_name: str, dataset, sample_
 
 
 def report_qualitative(runs: list) -> tuple[str, list[str]]:
-    """The qualitative panel: inputs with ground-truth and prediction overlays (HTML), and warnings."""
+    """The qualitative panel (inputs with ground-truth and prediction overlays) and the robustness
+    section (:mod:`harness.report.robustness`), as HTML, and warnings."""
     from harness.report.qualitative import panel_html
+    from harness.report.robustness import robustness_section
 
     only_mine = [_task_view(r, "segmentation") for r in runs]
-    return panel_html(only_mine)
+    panel, warnings = panel_html(only_mine)
+    robust, more = robustness_section(only_mine)
+    return panel + robust, warnings + more
 
 
 def _task_view(run, task: str):
@@ -319,7 +323,10 @@ def published(cell, model) -> dict | None:
 
 
 def report_panels(pairs: list) -> list[dict]:
-    """Per-class IoU heatmaps, one per dataset (see :func:`harness.report.plots.iou_heatmaps`)."""
+    """Per-class IoU heatmaps of the clean cells, one per dataset (see :func:`harness.report.plots.iou_heatmaps`),
+    and the reliability diagrams of the calibrated clean cells (:mod:`harness.report.robustness`)."""
     from harness.report.plots import iou_heatmaps
+    from harness.report.robustness import reliability_panels
 
-    return iou_heatmaps(pairs)
+    clean = [(row, cell) for row, cell in pairs if cell.identity.corruption is None]
+    return iou_heatmaps(clean) + reliability_panels(clean)
