@@ -139,3 +139,19 @@ def test_dry_run_lists_the_corruption_of_each_cell(tmp_path, capsys):
     assert main(["run", str(path), "--dry-run"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split("\t")[-1] for line in lines] == ["clean", "fog-5", "clean", "fog-5", "clean"]
+
+
+def test_shipped_robustness_suites_expand(capsys):
+    from harness.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    path = root / "suites" / "robustness-ade20k.yaml"
+    assert main(["run", str(path), "--dry-run"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 * (1 + 19 * 5)
+    s = load_suite(path)
+    assert s.data["corruptions"]["reference"] == "upernet-convnext-base" and len(s.data["corruptions"]["names"]) == 19
+    assert {c.model for c in s.cells()} == {"dpt-large", "upernet-convnext-base", "segformer-b5"}
+    real = load_suite(root / "suites" / "robustness-real-samples.yaml").cells()
+    assert len(real) == 12 and {c.corruption_tag for c in real} == {None, "gaussian_noise-1", "gaussian_noise-3",
+                                                                   "gaussian_noise-5"}
