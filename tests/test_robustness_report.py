@@ -174,3 +174,28 @@ def test_clean_only_runs_show_no_corruption_column(run, tmp_path):
     write_json_atomic(only / "cells" / f"{clean.cell_id}.json", clean.to_dict())
     page = render([load_run(only)], "")
     assert 'data-key="corruption"' not in page and "id=robustness" not in page
+
+
+def test_the_qualitative_panel_keeps_corrupted_inputs_apart(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from harness.report.qualitative import panel_items
+
+    run_dir = tmp_path / "q"
+    cells = [cell("dpt", None, 0.6), cell("dpt", ("fog", 3), 0.4)]
+    for c, folder, grey in ((cells[0], "ade20k", 40), (cells[1], "ade20k__fog-3", 200)):
+        base = run_dir / "samples" / folder
+        base.mkdir(parents=True)
+        Image.fromarray(np.full((8, 8, 3), grey, np.uint8)).save(base / "a.jpg")
+        Image.fromarray(np.zeros((8, 8), np.uint8), mode="L").save(base / "a.label.png")
+        (run_dir / "samples" / c.cell_id).mkdir(parents=True)
+        Image.fromarray(np.ones((8, 8), np.uint8), mode="L").save(run_dir / "samples" / c.cell_id / "a.png")
+        c.samples = [{"id": "a", "image": f"samples/{folder}/a.jpg", "label": f"samples/{folder}/a.label.png",
+                      "pred": f"samples/{c.cell_id}/a.png"}]
+    write_json_atomic(run_dir / "run.json", {"schema_version": 2, "run_id": "q", "cells": [c.cell_id for c in cells]})
+    for c in cells:
+        write_json_atomic(run_dir / "cells" / f"{c.cell_id}.json", c.to_dict())
+    items, warnings = panel_items([load_run(run_dir)])
+    assert not warnings and [it.dataset for it in items] == ["ade20k", "ade20k · fog-3"]
+    assert items[0].input != items[1].input and all(len(it.preds) == 1 for it in items)
