@@ -155,3 +155,17 @@ def test_shipped_robustness_suites_expand(capsys):
     real = load_suite(root / "suites" / "robustness-real-samples.yaml").cells()
     assert len(real) == 12 and {c.corruption_tag for c in real} == {None, "gaussian_noise-1", "gaussian_noise-3",
                                                                    "gaussian_noise-5"}
+
+
+def test_preflight_names_the_missing_package_of_corrupted_cells(tmp_path, monkeypatch):
+    import importlib.util
+
+    from harness import preflight
+
+    cells = suite(tmp_path, corruptions={"names": ["fog"], "severities": [1]}).cells()
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "imagecorruptions" else real(name, *a))
+    reasons = {c.cell_id: preflight.missing_corruptions(c) for c in cells}
+    assert [c.corruption_tag for c in cells if reasons[c.cell_id]] == ["fog-1", "fog-1"]
+    assert "pip install 'segbench[robustness]'" in next(r for r in reasons.values() if r)
