@@ -184,15 +184,14 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
     placement's processes; the first ``measure.samples`` predictions are saved (main process)."""
     from tqdm import tqdm
 
-    from harness.data.loader import corrupted_view, make_loader
+    from harness.data.loader import make_loader
 
     engine = make_engine(task_module, model, dataset, cell)
     whole = cell.protocol.get("mode", "whole") == "whole"
     loader = make_loader(share, batch_size=cell.batch_size, num_workers=cell.measure["num_workers"],
                          preprocess=model.preprocessor if whole else None,
                          on_bad_sample=cell.measure["on_bad_sample"], corruption=cell.corruption)
-    shown = corrupted_view(share, cell.corruption)  # the inputs as the model saw them, for the samples
-    shown_name = cell.dataset if cell.corruption is None else f"{cell.dataset}__{cell.corruption_tag}"
+    shown, shown_name = _inputs_as_seen(share, cell)
     out = AccuracyOutcome(Accuracy(), 0.0, {})
     keep = cell.measure["samples"] if placement.is_main else 0
     clock = _StageClock(model.device)
@@ -227,18 +226,26 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
     engine.reduce(placement)
     out.skipped = placement.concat(out.skipped)
     out.num_evaluated = placement.total(out.num_evaluated)
-    if cell.corruption is not None:
-        out.input_digest = inputs_digest({k: v for part in placement.gather(digests) for k, v in part.items()})
+    out.input_digest = inputs_digest(placement.gather(digests)) if cell.corruption is not None else None
     out.accuracy = Accuracy(metrics=engine.compute())
     return out
 
 
-def inputs_digest(digests: dict[str, str]) -> str:
+def _inputs_as_seen(share, cell: Cell) -> tuple[object, str]:
+    """The dataset as the model saw it (corrupted when the cell is) and the name its saved inputs go under."""
+    from harness.data.loader import corrupted_view
+
+    name = cell.dataset if cell.corruption is None else f"{cell.dataset}__{cell.corruption_tag}"
+    return corrupted_view(share, cell.corruption), name
+
+
+def inputs_digest(digests: dict[str, str] | list[dict[str, str]]) -> str:
     """One sha256 (hex) over each sample id's input-image digest, in sorted id order (the same for
-    any split of the samples across processes)."""
+    any split of the samples across processes); ``digests`` may be the processes' parts."""
     import hashlib
 
-    return hashlib.sha256("".join(f"{k}\t{digests[k]}\n" for k in sorted(digests)).encode()).hexdigest()
+    merged = {k: v for part in ([digests] if isinstance(digests, dict) else digests) for k, v in part.items()}
+    return hashlib.sha256("".join(f"{k}\t{merged[k]}\n" for k in sorted(merged)).encode()).hexdigest()
 
 
 def latency(model, dataset, cell: Cell) -> tuple[Latency, dict]:
