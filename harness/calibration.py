@@ -23,8 +23,10 @@ resizes them to the label size exactly as :mod:`harness.models.postprocess` does
 most ``CHUNK_BYTES``: a running maximum, softmax denominator and sum of squared exponentials
 (rescaled when the maximum grows, as in an online log-sum-exp) and the logits of the target and
 predicted classes carry over from chunk to chunk, so the full-resolution probability tensor never
-exists. The predicted labels are the postprocess's (passed in, or computed by
-:func:`harness.models.postprocess.upsample_argmax`) and are returned. Cost: one full-resolution
+exists. The predicted labels are the postprocess's when passed in; otherwise the running argmax of
+the same resized chunks gives them (exactly the label map of
+:func:`harness.models.postprocess.upsample_argmax`, ties to the first class), so a loop that
+calibrates needs no separate postprocess resize. They are returned. Cost: one full-resolution
 resize of every channel plus a few passes over it (on the CPU about the reference postprocess
 without its shortcut; docs/PERFORMANCE.md).
 
@@ -41,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.metrics import _label_tensor
-from harness.models.postprocess import UPSAMPLE_CHUNK_BYTES, upsample_argmax
+from harness.models.postprocess import UPSAMPLE_CHUNK_BYTES
 from harness.summable import SummableState
 from harness.threads import one_thread_on
 
@@ -50,8 +52,8 @@ N_BINS = 15
 # map operations, so smaller blocks are slower (CPU, 150 classes at 512x683: 0.5-4 MiB 2-4x slower
 # than 16 MiB; 64 MiB and more 1.2-1.6x slower).
 CHUNK_BYTES = UPSAMPLE_CHUNK_BYTES
-LABEL_MAP_REASON = ("the model outputs label maps (the argmax is taken inside the model), not logits: "
-                    "it has no per-pixel class probabilities, so its confidence cannot be calibrated")
+LABEL_MAP_REASON = ("cannot be calibrated: the model outputs label maps (the argmax is taken inside the model), "
+                    "not logits, so it has no per-pixel class probabilities")
 
 
 def unsupported_reason(model) -> str | None:
@@ -91,19 +93,35 @@ class _Picker:
 class _Running:
     """Per-pixel running softmax statistics over channel chunks of resized logits (float32, (H, W)):
     maximum, denominator ``sum exp(z - max)`` and ``sum exp(2 (z - max))`` (both rescaled when the
-    maximum grows), and the logits of the target and of the predicted class."""
+    maximum grows), and the logits of the target and of the predicted class.
 
-    def __init__(self, target: torch.Tensor, pred: torch.Tensor, num_classes: int, by_label: bool):
+    ``pred`` None: the predicted class is the argmax, found on the way (``argmax``: the first class
+    holding the maximum, as :func:`harness.models.postprocess.upsample_argmax` resolves ties); its
+    logit is then the running maximum itself."""
+
+    def __init__(self, target: torch.Tensor, pred: torch.Tensor | None, num_classes: int, by_label: bool):
         self.target = _Picker(target, num_classes, by_label)
-        self.pred = _Picker(pred, num_classes, by_label)
-        self.max = self.denom = self.sq = None
+        self.pred = _Picker(pred, num_classes, by_label) if pred is not None else None
+        self.max = self.denom = self.sq = self.argmax = None
+
+    def _chunk_max(self, z: torch.Tensor, start: int) -> torch.Tensor:
+        """The chunk's maximum per pixel; without a given prediction, also the running argmax
+        (replaced only where a later chunk is strictly greater: the first maximal class wins)."""
+        if self.pred is not None:
+            self.pred.add(z, start)
+            return z.amax(0)
+        cmax, idx = z.max(0)
+        if self.argmax is None:
+            self.argmax = idx
+        else:
+            self.argmax = torch.where(cmax > self.max, idx + start, self.argmax)
+        return cmax
 
     def add(self, z: torch.Tensor, start: int) -> None:
         """Fold channels ``start .. start + len(z) - 1`` (``z``: (k, H, W) logits, overwritten) into the
         statistics. In-place arithmetic: no second chunk-sized tensor is allocated."""
         self.target.add(z, start)
-        self.pred.add(z, start)
-        cmax = z.amax(0)
+        cmax = self._chunk_max(z, start)
         if self.max is not None:
             new = torch.maximum(self.max, cmax)
             scale = torch.exp(self.max - new)
@@ -179,8 +197,9 @@ class CalibrationMetrics(SummableState):
 
         The logits are resized to the target's size with ``mode`` (as the postprocess does) chunk
         by chunk. ``pred``: the label map(s) already computed from these logits (the postprocess
-        output; saves computing it again), else :func:`upsample_argmax` makes them. Returns the
-        int64 label map(s) at the target's size. On the CPU the work runs in the calling thread.
+        output), else the argmax is taken from the same resized chunks: the label map of
+        :func:`upsample_argmax` (ties to the first class), with no second resize. Returns the int64
+        label map(s) at the target's size. On the CPU the work runs in the calling thread.
         """
         if not isinstance(logits, torch.Tensor) or logits.dim() not in (3, 4) or not logits.is_floating_point():
             desc = f"{logits.dtype} {tuple(logits.shape)}" if isinstance(logits, torch.Tensor) else type(logits).__name__
@@ -192,29 +211,34 @@ class CalibrationMetrics(SummableState):
         if batch.shape[1] != self.num_classes or t.dim() != 3 or t.shape[0] != batch.shape[0]:
             raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(t.shape)}: expected {self.num_classes} "
                              "channels and one (H, W) target per image")
-        size = tuple(t.shape[-2:])
-        if pred is None:
-            pred = torch.stack([upsample_argmax(z, size, mode) for z in batch])
-        pred = _label_tensor(pred, "pred", batch.device).long().reshape(t.shape)
+        if pred is not None:
+            pred = _label_tensor(pred, "pred", batch.device).long().reshape(t.shape)
+        out = []
         with one_thread_on(batch.device):
             for i in range(batch.shape[0]):
-                self._image(batch[i], t[i], valid[i], pred[i], mode, max_bytes)
-        return pred[0] if single else pred
+                out.append(self._image(batch[i], t[i], valid[i], None if pred is None else pred[i], mode, max_bytes))
+        return out[0] if single else torch.stack(out)
 
-    def _image(self, logits: torch.Tensor, t: torch.Tensor, valid: torch.Tensor, pred: torch.Tensor, mode: str,
-               max_bytes: int) -> None:
-        """Add the statistics of one image: logits (C, h, w), target and valid mask (H, W), its labels."""
+    def _image(self, logits: torch.Tensor, t: torch.Tensor, valid: torch.Tensor, pred: torch.Tensor | None,
+               mode: str, max_bytes: int) -> torch.Tensor:
+        """Add the statistics of one image: logits (C, h, w), target and valid mask (H, W), its labels
+        (None: the argmax of the resized logits); returns the labels."""
         by_label = self.pick_by_label if self.pick_by_label is not None else logits.device.type == "cpu"
-        run = _Running(t, pred.clamp(0, self.num_classes - 1), self.num_classes, by_label)
+        picked = None if pred is None else pred.clamp(0, self.num_classes - 1)
+        run = _Running(t, picked, self.num_classes, by_label)
         for start, z in _chunks(logits, tuple(t.shape), mode, max_bytes):
             run.add(z, start)
+        if pred is None:
+            pred = run.argmax.long()
         inv = 1.0 / run.denom
         target_logit = run.target.values
-        conf = torch.exp(run.pred.values - run.max) * inv  # the predicted class's probability
+        pred_logit = run.max if run.pred is None else run.pred.values
+        conf = torch.exp(pred_logit - run.max) * inv  # the predicted class's probability
         p_target = torch.exp(target_logit - run.max) * inv
         nll = torch.log(run.denom) + run.max - target_logit
         brier = run.sq * inv * inv - 2.0 * p_target + 1.0
         self._add_pixels(conf, pred == t, nll, brier, valid)
+        return pred
 
     def _add_pixels(self, conf: torch.Tensor, correct: torch.Tensor, nll: torch.Tensor, brier: torch.Tensor,
                     valid: torch.Tensor) -> None:

@@ -22,6 +22,9 @@ from harness.errors import SegbenchError, UnsupportedError
 from harness.measure import memory as mem
 from harness.suite import Cell
 
+CORRUPTED_LATENCY_NOTE = ("not measured on corrupted images: the model's speed does not depend on the image "
+                          "content; the clean cell of the same settings has the latency, memory and FLOPs")
+
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -32,10 +35,13 @@ def skeleton(cell: Cell) -> CellResult:
     identity = Identity(task=cell.task, model=cell.model_label or cell.model, model_ref=cell.model,
                         dataset=cell.dataset, device=cell.device, precision=cell.precision, amp=cell.amp,
                         batch_size=cell.batch_size, runtime=cell.runtime, variant=dict(cell.variant),
-                        protocol=dict(cell.protocol), settings=cell.identity())
+                        protocol=dict(cell.protocol), settings=cell.identity(),
+                        corruption=dict(cell.corruption) if cell.corruption is not None else None)
     result = CellResult(cell_id=cell.cell_id, identity=identity,
                         environment=CellEnvironment(torch_threads=torch.get_num_threads(), started_at=_now()))
     result.provenance.weights = {"source": "random"} if cell.weights == "random" else {"requested": cell.weights}
+    if cell.corruption is not None:
+        result.latency.note = CORRUPTED_LATENCY_NOTE
     return result
 
 
@@ -90,6 +96,8 @@ def _measure(cell: Cell, run_dir: Path, result: CellResult, load_model, load_dat
         result.accuracy, result.samples = outcome.accuracy, outcome.samples
         result.timing.accuracy_s, result.timing.accuracy_breakdown_s = outcome.seconds, outcome.breakdown_s
         result.provenance.data.update(skipped=outcome.skipped, num_evaluated=outcome.num_evaluated)
+        if outcome.input_digest is not None:
+            result.provenance.data["corrupted_inputs_sha256"] = outcome.input_digest
         if placement.world_size > 1:
             result.environment.distributed = {"world_size": placement.world_size, "accuracy": "split across ranks",
                                               "latency": "rank 0 only (single process)"}

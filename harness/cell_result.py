@@ -27,7 +27,8 @@ class Identity:
     was loaded (registry name, hub id, path); ``protocol`` the protocol as run (a runtime may add
     its own keys, e.g. LiteRT's letterbox); ``settings`` the cell's full identity as the suite
     expanded it (weights requested, dataset split/limit/options, model options), from which
-    ``cell_id`` is derived.
+    ``cell_id`` is derived; ``corruption``: ``{name, severity, seed}`` of the corruption applied to
+    the input images (None: clean images).
     """
 
     task: str = "segmentation"
@@ -42,6 +43,7 @@ class Identity:
     variant: dict = field(default_factory=dict)
     protocol: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
+    corruption: dict | None = None
 
 
 @dataclass
@@ -106,7 +108,8 @@ class Latency:
     ``decode``, ``preprocess``, ``forward``, ``postprocess``, ``end_to_end`` summaries;
     ``throughput_ips`` images per second = batch size / mean forward latency; ``warmup``:
     ``{warmup_iters, warmup_stable}``; ``repeats`` / ``run_to_run``: with ``measure.repeat > 1``,
-    each repeat's p50/mean and the spread of the means.
+    each repeat's p50/mean and the spread of the means; ``note``: why latency was not measured
+    (e.g. a corrupted-input cell: speed does not depend on the image content).
     """
 
     forward_ms: dict | None = None
@@ -115,6 +118,7 @@ class Latency:
     warmup: dict | None = None
     repeats: list | None = None
     run_to_run: dict | None = None
+    note: str | None = None
 
 
 @dataclass
@@ -179,6 +183,12 @@ class CellResult:
         and the load failed; None when unknown."""
         w = self.provenance.weights or {}
         return w.get("source") or ("random" if w.get("requested") == "random" else None)
+
+    @property
+    def corruption_tag(self) -> str | None:
+        """``<name>-<severity>`` of the input corruption (e.g. ``fog-3``), None for clean images."""
+        c = self.identity.corruption
+        return f"{c.get('name')}-{c.get('severity')}" if isinstance(c, dict) else None
 
     def to_dict(self) -> dict:
         """The file's content (schema 2)."""

@@ -19,7 +19,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for c in cells:
             w = c.weights or "pretrained"
             print(f"{c.cell_id}\t{c.model}\t{w}\t{c.dataset}\t{c.device}\t{c.precision}/{c.amp}\t"
-                  f"batch {c.batch_size}\t{c.runtime}\t{c.protocol['mode']}")
+                  f"batch {c.batch_size}\t{c.runtime}\t{c.protocol['mode']}\t{c.corruption_tag or 'clean'}")
         print(f"{len(cells)} cells", file=sys.stderr)
         return 0
     summary = run_suite(args.suite, out_dir=args.out, resume=args.resume, force=args.force,

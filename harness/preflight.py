@@ -31,11 +31,22 @@ def missing_data(cell: Cell) -> str | None:
     return None
 
 
+def missing_corruptions(cell: Cell) -> str | None:
+    """Why a corrupted cell cannot corrupt its inputs (the imagecorruptions package is not installed)."""
+    import importlib.util
+
+    from harness.robustness.corruptions import INSTALL_HINT
+
+    if cell.corruption is None or importlib.util.find_spec("imagecorruptions") is not None:
+        return None
+    return f"corrupted cells need the imagecorruptions package ({INSTALL_HINT})"
+
+
 def check(cells: list[Cell]) -> dict[str, list[str]]:
     """cell_id -> the reasons it cannot run (only cells with a problem)."""
     problems: dict[str, list[str]] = {}
     for c in cells:
-        reasons = [r for r in (missing_weights(c), missing_data(c)) if r]
+        reasons = [r for r in (missing_weights(c), missing_data(c), missing_corruptions(c)) if r]
         if reasons:
             problems[c.cell_id] = reasons
     return problems
@@ -48,5 +59,5 @@ def summary(problems: dict[str, list[str]]) -> str:
         for r in reasons:
             counts[r] = counts.get(r, 0) + 1
     lines = [f"  - {r} ({n} cell{'s' if n > 1 else ''})" for r, n in counts.items()]
-    return (f"{len(problems)} cell(s) cannot run because weights or data are missing:\n" + "\n".join(lines)
+    return (f"{len(problems)} cell(s) cannot run because weights, data or packages are missing:\n" + "\n".join(lines)
             + "\nProvide them, or run with --available-only to measure the cells that can run.")

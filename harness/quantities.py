@@ -65,6 +65,8 @@ class Quantity:
     derive: computes the value from a display row (for quantities with no ``path``) out of the
         quantities named in ``inputs`` (whose reasons explain a missing value).
     per_class: a list with one value per class (heatmaps), not a table column.
+    note: dotted path of a text in the result saying why the value is missing (e.g. why a model
+        cannot be calibrated); views show its words before the first colon, the result keeps it whole.
     """
 
     key: str
@@ -86,6 +88,7 @@ class Quantity:
     derive: Callable[[dict], float | None] | None = None
     inputs: tuple[str, ...] = ()
     per_class: bool = False
+    note: str | None = None
 
     def raw(self, result: Any) -> Any:
         """The stored value in a CellResult (None when absent or derived)."""
@@ -95,17 +98,19 @@ class Quantity:
 MEMORY_GROWTH = Check("growth", "max_memory_growth", 0.10, "relative peak memory growth that fails (0.10 = 10%)",
                       group="memory")
 
+LATENCY_NOTE = "latency.note"  # why a cell has no latency (e.g. corrupted inputs)
+
 COMMON: tuple[Quantity, ...] = (
     Quantity("latency_p50", "latency.forward_ms.p50", "latency p50 (ms)", "ms", "min", "ms", "latency_p50_ms",
-             aliases=("latency", "p50"), samples="latency.forward_ms.samples", paper=True,
+             aliases=("latency", "p50"), samples="latency.forward_ms.samples", paper=True, note=LATENCY_NOTE,
              check=Check("growth_beyond_noise", "max_slowdown", 0.10,
                          "relative latency p50 growth that fails when beyond noise (0.10 = 10%)")),
     Quantity("latency_p90", "latency.forward_ms.p90", "latency p90 (ms)", "ms", "min", "ms", "latency_p90_ms",
-             aliases=("p90",)),
+             aliases=("p90",), note=LATENCY_NOTE),
     Quantity("latency_mean", "latency.forward_ms.mean", "latency mean (ms)", "ms", "min", "ms", "latency_mean_ms",
              table=False),
     Quantity("throughput", "latency.throughput_ips", "throughput (img/s)", "img/s", "max", "num", "throughput_ips",
-             aliases=("ips",), paper=True),
+             aliases=("ips",), paper=True, note=LATENCY_NOTE),
     Quantity("gpu_peak", "memory.gpu_peak_allocated", "GPU peak alloc. (MiB)", "MiB", "min", "mib",
              "gpu_peak_allocated_mib", aliases=("gpu_memory",), check=MEMORY_GROWTH),
     Quantity("gpu_reserved", "memory.gpu_peak_reserved", "GPU peak reserved (MiB)", "MiB", "min", "mib",

@@ -145,6 +145,7 @@ def flat_row(run: Run, cell: CellResult) -> dict:
     row.update({k: getattr(ident, k) for k in IDENTITY_COLUMNS})
     row["protocol"] = (ident.protocol or {}).get("mode")
     row["task"] = ident.task
+    row["corruption"] = cell.corruption_tag
     for q in all_quantities():
         if q.path and not q.per_class:
             row[q.column] = q.raw(cell)

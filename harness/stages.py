@@ -150,12 +150,30 @@ class AccuracyOutcome:
     samples: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     num_evaluated: int = 0
+    input_digest: str | None = None  # sha256 over the corrupted input images (corrupted cells only)
 
 
-def _predict(model, batch, cell: Cell, task_module, clock: _StageClock) -> list[torch.Tensor]:
-    """The batch's predictions at each image's size (whole: forward + postprocess; else the protocol)."""
+def make_engine(task_module, model, dataset, cell: Cell):
+    """The task's metric engine; a task whose ``make_engine`` takes ``measure`` gets the cell's
+    measure settings (e.g. segmentation's boundary and calibration switches)."""
+    import inspect
+
+    if "measure" in inspect.signature(task_module.make_engine).parameters:
+        return task_module.make_engine(model, dataset, cell.seed, measure=cell.measure)
+    return task_module.make_engine(model, dataset, cell.seed)
+
+
+def _predict(model, batch, cell: Cell, task_module, clock: _StageClock, engine, targets) -> list[torch.Tensor]:
+    """The batch's predictions at each image's size (whole: forward + postprocess; else the protocol).
+
+    An engine with a ``postprocess(model, outputs, sizes, targets)`` method makes the label maps itself
+    (the same maps as ``model.postprocess``), so statistics that need the resized outputs (segmentation's
+    calibration) share its one resize."""
     if cell.protocol.get("mode", "whole") == "whole":
         outputs = clock.run("forward", model.forward, batch.pixel_values)
+        post = getattr(engine, "postprocess", None)
+        if post is not None:
+            return clock.run("postprocess", post, model, outputs, batch.sizes, targets)
         return clock.run("postprocess", model.postprocess, outputs, batch.sizes)
     return clock.run("forward", lambda ims: [task_module.predict_with_protocol(model, im, cell.protocol)
                                              for im in ims], batch.images)
@@ -168,14 +186,16 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
 
     from harness.data.loader import make_loader
 
-    engine = task_module.make_engine(model, dataset, cell.seed)
+    engine = make_engine(task_module, model, dataset, cell)
     whole = cell.protocol.get("mode", "whole") == "whole"
     loader = make_loader(share, batch_size=cell.batch_size, num_workers=cell.measure["num_workers"],
                          preprocess=model.preprocessor if whole else None,
-                         on_bad_sample=cell.measure["on_bad_sample"])
+                         on_bad_sample=cell.measure["on_bad_sample"], corruption=cell.corruption)
+    shown, shown_name = _inputs_as_seen(share, cell)
     out = AccuracyOutcome(Accuracy(), 0.0, {})
     keep = cell.measure["samples"] if placement.is_main else 0
     clock = _StageClock(model.device)
+    digests: dict[str, str] = {}
     failure: BaseException | None = None
     t0 = time.perf_counter()
     try:
@@ -184,13 +204,14 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
             for batch in clock.wait(loader):
                 out.skipped.extend(batch.skipped)
                 if batch.ids:
-                    preds = _predict(model, batch, cell, task_module, clock)
                     targets = getattr(batch, task.batch_field)
+                    preds = _predict(model, batch, cell, task_module, clock, engine, targets)
                     t_metric = time.perf_counter()
                     engine.update(preds, targets)
+                    digests.update(zip(batch.ids, batch.input_digests or [], strict=False))
                     for pred, target, sid in zip(preds, targets, batch.ids, strict=True):
                         if len(out.samples) < keep:
-                            out.samples.append(task_module.save_sample(run_dir, cell.cell_id, cell.dataset, share,
+                            out.samples.append(task_module.save_sample(run_dir, cell.cell_id, shown_name, shown,
                                                                        sid, pred, target))
                     clock.add("metric", time.perf_counter() - t_metric)
                     out.num_evaluated += len(batch.ids)
@@ -205,8 +226,26 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
     engine.reduce(placement)
     out.skipped = placement.concat(out.skipped)
     out.num_evaluated = placement.total(out.num_evaluated)
+    out.input_digest = inputs_digest(placement.gather(digests)) if cell.corruption is not None else None
     out.accuracy = Accuracy(metrics=engine.compute())
     return out
+
+
+def _inputs_as_seen(share, cell: Cell) -> tuple[object, str]:
+    """The dataset as the model saw it (corrupted when the cell is) and the name its saved inputs go under."""
+    from harness.data.loader import corrupted_view
+
+    name = cell.dataset if cell.corruption is None else f"{cell.dataset}__{cell.corruption_tag}"
+    return corrupted_view(share, cell.corruption), name
+
+
+def inputs_digest(digests: dict[str, str] | list[dict[str, str]]) -> str:
+    """One sha256 (hex) over each sample id's input-image digest, in sorted id order (the same for
+    any split of the samples across processes); ``digests`` may be the processes' parts."""
+    import hashlib
+
+    merged = {k: v for part in ([digests] if isinstance(digests, dict) else digests) for k, v in part.items()}
+    return hashlib.sha256("".join(f"{k}\t{merged[k]}\n" for k in sorted(merged)).encode()).hexdigest()
 
 
 def latency(model, dataset, cell: Cell) -> tuple[Latency, dict, dict]:

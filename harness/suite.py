@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ LIMITS = {"warmup": 10_000, "iters": 100_000, "batch_size": 4096, "timeout_s": 7
           "samples": 64, "num_workers": 64, "repeat": 100, "max_warmup": 100_000}
 
 TOP_KEYS = ("extends", "name", "description", "models", "datasets", "devices", "precisions", "amp", "batch_sizes",
-            "runtimes", "variants", "protocol", "measure", "include", "exclude", "seed")
+            "runtimes", "variants", "protocol", "measure", "include", "exclude", "seed", "corruptions")
 MODEL_KEYS = ("name", "weights", "label", "runtime", "options", "trust_remote_code")
 DATASET_KEYS = ("name", "root", "split", "limit", "options")
 VARIANT_KEYS = ("channels_last", "compile", "attn_implementation")
@@ -42,14 +42,16 @@ MERGE_MODES = ("softmax", "pytorch-encoding", "logits")
 PTE_DEFAULTS = {"crop_size": [480, 480], "base_size": 520}
 MEASURE_KEYS = ("warmup", "iters", "min_time_s", "accuracy", "latency", "timeout_s", "samples",
                 "num_workers", "on_bad_sample", "repeat", "flops", "stages", "warmup_cv", "max_warmup",
-                "allow_large")
-FILTER_KEYS = ("model", "dataset", "device", "precision", "amp", "batch_size", "runtime", "protocol")
+                "allow_large", "boundary", "calibration", "boundary_dilation_ratio", "trimap_widths",
+                "calibration_bins")
+FILTER_KEYS = ("model", "dataset", "device", "precision", "amp", "batch_size", "runtime", "protocol", "corruption")
 
 DEFAULT_PROTOCOL = {"mode": "whole", "upsample": "bilinear"}
 DEFAULT_MEASURE = {"warmup": 2, "iters": 10, "min_time_s": 0.0, "accuracy": True, "latency": True,
                    "timeout_s": 1800.0, "samples": 2, "num_workers": 0, "on_bad_sample": "error",
                    "repeat": 1, "flops": True, "stages": True, "warmup_cv": None, "max_warmup": 200,
-                   "allow_large": False}
+                   "allow_large": False, "boundary": True, "calibration": True, "boundary_dilation_ratio": 0.02,
+                   "trimap_widths": [1, 2, 5, 10, 20, 40], "calibration_bins": 15}
 
 
 @dataclass
@@ -76,6 +78,12 @@ class Cell:
     trust_remote_code: bool = False
     seed: int = 0
     task: str = "segmentation"
+    corruption: dict | None = None  # {name, severity, seed} of the input corruption; None: clean images
+
+    @property
+    def corruption_tag(self) -> str | None:
+        """``<name>-<severity>`` of the cell's corruption (e.g. ``gaussian_noise-3``), None when clean."""
+        return None if self.corruption is None else f"{self.corruption['name']}-{self.corruption['severity']}"
 
     @property
     def cell_id(self) -> str:
@@ -86,15 +94,16 @@ class Cell:
             self.precision + ("" if self.amp == "autocast" else "-cast"), f"b{self.batch_size}",
         ] + ([self.runtime] if self.runtime != "pytorch" else [])
           + ([self.protocol["mode"]] if self.protocol.get("mode", "whole") != "whole" else [])
-          + ([self.protocol["merge"]] if self.protocol.get("merge") else []))
+          + ([self.protocol["merge"]] if self.protocol.get("merge") else [])
+          + ([self.corruption_tag] if self.corruption is not None else []))
         digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:8]
         return f"{readable}__{digest}"
 
     def identity(self) -> dict:
         """The fields that make two cells the same measurement (used for ids, resume, compare).
 
-        The task appears only when it is not segmentation, so segmentation cells keep the ids they
-        had before tasks existed."""
+        The task appears only when it is not segmentation and the corruption only when one is set, so
+        segmentation cells of clean images keep the ids they had before tasks and corruptions existed."""
         ident = {
             "model": self.model, "weights": self.weights, "dataset": self.dataset,
             "dataset_split": self.dataset_split, "dataset_limit": self.dataset_limit,
@@ -104,6 +113,8 @@ class Cell:
         }
         if self.task != "segmentation":
             ident["task"] = self.task
+        if self.corruption is not None:
+            ident["corruption"] = dict(self.corruption)
         return ident
 
     def to_dict(self) -> dict:
@@ -147,16 +158,41 @@ class Suite:
                 device=dev, precision=prec, amp=amp, batch_size=bs, runtime=runtime, variant=var,
                 protocol=dict(proto), measure=dict(d["measure"]), seed=d["seed"],
             )
-            row = _filter_row(cell, m, ds)
-            if d["include"] and not any(_matches(row, f) for f in d["include"]):
-                continue
-            if any(_matches(row, f) for f in d["exclude"]):
-                continue
-            if cell.cell_id in seen:
-                continue
-            seen.add(cell.cell_id)
-            cells.append(cell)
+            for point in corruption_points(cell, d.get("corruptions")):
+                row = _filter_row(point, m, ds)
+                if d["include"] and not any(_matches(row, f) for f in d["include"]):
+                    continue
+                if any(_matches(row, f) for f in d["exclude"]):
+                    continue
+                if point.cell_id in seen:
+                    continue
+                seen.add(point.cell_id)
+                cells.append(point)
         return cells
+
+
+CORRUPTED_MEASURE = {"latency": False, "stages": False, "flops": False}
+"""What a corrupted cell does not measure: the model's speed does not depend on the image content,
+so latency, per-stage latency and FLOPs are the clean cell's."""
+
+
+def corruption_points(cell: Cell, corruptions: dict | None) -> list[Cell]:
+    """``cell`` on each point of the suite's validated ``corruptions`` setting (None: only ``cell``).
+
+    The clean point (when the setting keeps it) is ``cell`` itself, unchanged; each corrupted point
+    is a copy with ``corruption`` set and accuracy only (:data:`CORRUPTED_MEASURE`). A model with
+    random weights gets no corrupted cells: it has no accuracy to degrade.
+    """
+    if corruptions is None:
+        return [cell]
+    out = [cell] if corruptions["clean"] else []
+    if cell.weights == "random":
+        return out or [cell]
+    for name in corruptions["names"]:
+        for severity in corruptions["severities"]:
+            out.append(replace(cell, corruption={"name": name, "severity": severity, "seed": corruptions["seed"]},
+                               measure={**cell.measure, **CORRUPTED_MEASURE}))
+    return out
 
 
 def _slug(text: str) -> str:
@@ -168,7 +204,9 @@ def _filter_row(cell: Cell, model: dict, dataset: dict) -> dict:
     return {"model": {model["name"], model.get("label") or model["name"]},
             "dataset": {dataset["name"]}, "device": {cell.device}, "precision": {cell.precision},
             "amp": {cell.amp}, "batch_size": {str(cell.batch_size)}, "runtime": {cell.runtime},
-            "protocol": {cell.protocol.get("mode", "whole")}}
+            "protocol": {cell.protocol.get("mode", "whole")},
+            "corruption": ({"clean"} if cell.corruption is None
+                           else {cell.corruption_tag, cell.corruption["name"]})}
 
 
 def _matches(row: dict, flt: dict) -> bool:
@@ -428,10 +466,48 @@ def _measure(v: _Validator, value: Any) -> dict:
     v.number(m["min_time_s"], "measure.min_time_s", 0, 10**6 if big else 3600)
     if m["warmup_cv"] is not None:
         v.number(m["warmup_cv"], "measure.warmup_cv", 0.001, 1.0)
+    _robust_measure(v, m)
     if m["on_bad_sample"] not in BAD_SAMPLE_POLICIES:
         raise v.fail("measure.on_bad_sample", f"{m['on_bad_sample']!r} is not allowed; "
                                               f"allowed: {', '.join(BAD_SAMPLE_POLICIES)}")
     return m
+
+
+def _robust_measure(v: _Validator, m: dict) -> None:
+    """The boundary and calibration switches and settings of ``measure`` (docs/ROBUSTNESS.md)."""
+    for k in ("boundary", "calibration"):
+        if not isinstance(m[k], bool):
+            raise v.fail(f"measure.{k}", f"expected true or false, got {_show(m[k])}")
+    v.number(m["boundary_dilation_ratio"], "measure.boundary_dilation_ratio", 0.001, 0.5)
+    v.number(m["calibration_bins"], "measure.calibration_bins", 1, 1000, integer=True)
+    widths = m["trimap_widths"]
+    v.list_of(widths, "measure.trimap_widths", kind=int)
+    for i, w in enumerate(widths):
+        v.number(w, f"measure.trimap_widths[{i}]", 1, 1000, integer=True)
+    if len(set(widths)) != len(widths) or len(widths) > 32:
+        raise v.fail("measure.trimap_widths", f"expected at most 32 distinct widths (pixels), got {widths!r}")
+
+
+def _corruptions(v: _Validator, value: Any, models: list[dict], measure: dict) -> dict:
+    """The validated ``corruptions`` setting as data: ``{names, severities, clean, seed, reference}``.
+
+    ``reference`` (the model normalising CE / mCE) may be given by a model's name or label; it is
+    stored as that model's display name (its label, else its name), the name its cells carry."""
+    from harness.robustness.corruptions import expand_corruptions
+
+    names = [m["name"] for m in models] + [m["label"] for m in models if m.get("label")]
+    axis = expand_corruptions(value, where=f"{v.path}: corruptions", models=names)
+    if not measure["accuracy"]:
+        raise v.fail("corruptions", "corrupted cells measure accuracy only; set measure.accuracy: true "
+                                    "(or remove corruptions)")
+    corrupted = [p for p in axis.points if not p.clean]
+    reference = axis.reference
+    if reference is not None:
+        model = next(m for m in models if reference in (m["name"], m.get("label")))
+        reference = model.get("label") or model["name"]
+    return {"names": list(dict.fromkeys(p.name for p in corrupted)),
+            "severities": sorted({p.severity for p in corrupted}),
+            "clean": any(p.clean for p in axis.points), "seed": axis.seed, "reference": reference}
 
 
 def _filters(v: _Validator, value: Any, key: str) -> list[dict]:
@@ -498,6 +574,8 @@ def validate(data: Any, path: Path) -> dict:
     }
     if not isinstance(out["description"], str):
         raise v.fail("description", f"expected a string, got {_show(out['description'])}")
+    if data.get("corruptions") is not None:
+        out["corruptions"] = _corruptions(v, data["corruptions"], out["models"], out["measure"])
     big = out["measure"]["allow_large"]
     for i, bs in enumerate(out["batch_sizes"]):
         v.number(bs, f"batch_sizes[{i}]", 1, 10**9 if big else LIMITS["batch_size"], integer=True)

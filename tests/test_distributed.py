@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def _suite(tmp: Path, model: Path, ade: Path) -> Path:
     data = {"name": "dist", "models": [{"name": str(model), "label": "tiny"}],
             "datasets": [{"name": "ade20k", "root": str(ade)}],
-            "measure": {"warmup": 0, "iters": 2, "stages": False, "flops": False, "samples": 0}}
+            "measure": {"warmup": 0, "iters": 2, "stages": False, "flops": False, "samples": 0},
+            "corruptions": {"names": ["shot_noise"], "severities": [2]}}
     p = tmp / "suite.yaml"
     p.write_text(yaml.safe_dump(data))
     return p
@@ -40,10 +41,11 @@ def test_two_ranks_equal_one_process_on_an_uneven_split(tmp_path):
                            "-m", "harness", "run", str(suite), "--out", str(tmp_path / "dist")],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert dist.returncode == 0, dist.stderr[-3000:]
-    one = next(iter(load_run(next((tmp_path / "single").iterdir())).cells.values()))
+    one_run = load_run(next((tmp_path / "single").iterdir()))
     two_run = load_run(next((tmp_path / "dist").iterdir()))
     assert len(list((tmp_path / "dist").iterdir())) == 1  # rank 0 alone created the run directory
-    two = next(iter(two_run.cells.values()))
+    one, one_noisy = sorted(one_run.cells.values(), key=lambda c: c.corruption_tag or "")
+    two, two_noisy = sorted(two_run.cells.values(), key=lambda c: c.corruption_tag or "")
     assert two.environment.world_size == 2 and two.environment.distributed["world_size"] == 2
     assert "rank 0 only" in two.environment.distributed["latency"]
     assert two.accuracy.metrics["num_images"] == one.accuracy.metrics["num_images"] == 5
@@ -54,3 +56,14 @@ def test_two_ranks_equal_one_process_on_an_uneven_split(tmp_path):
                           equal_nan=True)
     assert two.provenance.data["digest"] == one.provenance.data["digest"]
     assert two.latency.forward_ms["n"] == 2
+    # Boundary IoU, trimap and calibration sums are all-reduced too; corrupted inputs are the same bytes
+    for a, b in ((one, two), (one_noisy, two_noisy)):
+        assert a.ok and b.ok, (a.error, b.error)
+        for k in ("mIoU", "mBIoU", "ECE", "MCE", "NLL", "Brier"):
+            assert b.accuracy.metrics[k] == pytest.approx(a.accuracy.metrics[k], rel=1e-9, abs=1e-12), k
+        assert b.accuracy.metrics["trimap"] == a.accuracy.metrics["trimap"]
+        assert b.accuracy.metrics["calibration"]["pixels"] == a.accuracy.metrics["calibration"]["pixels"] > 0
+    assert one_noisy.corruption_tag == two_noisy.corruption_tag == "shot_noise-2"
+    assert two_noisy.provenance.data["corrupted_inputs_sha256"] == one_noisy.provenance.data["corrupted_inputs_sha256"]
+    assert two_noisy.accuracy.metrics["mIoU"] != two.accuracy.metrics["mIoU"] or \
+        two_noisy.accuracy.metrics["NLL"] != two.accuracy.metrics["NLL"]

@@ -3,10 +3,16 @@
 A broken sample either stops the run with a DataError naming the file
 (``on_bad_sample="error"``) or is skipped and recorded in ``Batch.skipped``
 (``on_bad_sample="skip"``), never dropped silently. Order is the dataset's order.
+
+A ``corruption`` (``{name, severity, seed}``, see :mod:`harness.robustness.corruptions`) is applied
+to each input image in the worker, after decoding and before the model's preprocessing; labels are
+untouched. Each corrupted image is seeded by its sample id, so every model, process and run sees
+the same bytes; ``Batch.input_digests`` holds their sha256 so a run can show it.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -34,11 +40,54 @@ class Batch:
     # ``labels`` then holds each sample's segmentation map or None
     depths: list[np.ndarray] | None = None
     intrinsics: list[dict | None] | None = None
+    input_digests: list[str] | None = None  # sha256 of each corrupted input image (RGB bytes)
 
     def pin_memory(self) -> Batch:
         if self.pixel_values is not None:
             self.pixel_values = self.pixel_values.pin_memory()
         return self
+
+
+class CorruptedView:
+    """``dataset`` whose samples' images are corrupted at ``corruption`` = ``{name, severity, seed}``
+    (labels untouched); every other attribute is the dataset's."""
+
+    def __init__(self, dataset, corruption: dict):
+        from harness.robustness.corruptions import CorruptionPoint
+
+        self.dataset, self.corruption = dataset, dict(corruption)
+        self.point = CorruptionPoint(corruption["name"], int(corruption["severity"]))
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def load(self, i: int):
+        from harness.robustness.corruptions import corrupt_sample
+
+        return corrupt_sample(self.dataset.load(i), self.point, int(self.corruption.get("seed", 0)))
+
+    def __getattr__(self, name: str):
+        if name == "dataset":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+
+def corrupted_view(dataset, corruption: dict | None):
+    """``dataset`` itself when ``corruption`` is None, else its :class:`CorruptedView`; the
+    imagecorruptions package is checked here, so a missing install fails before any worker starts."""
+    if corruption is None:
+        return dataset
+    from harness.robustness.corruptions import check_point, ensure_installed
+
+    check_point(corruption["name"], corruption["severity"])
+    ensure_installed()
+    return CorruptedView(dataset, corruption)
+
+
+def image_digest(image: Image.Image) -> str:
+    """sha256 (hex) of an image's RGB pixel bytes and size."""
+    rgb = image.convert("RGB")
+    return hashlib.sha256(f"{rgb.width}x{rgb.height}:".encode() + rgb.tobytes()).hexdigest()
 
 
 class _Items(torch.utils.data.Dataset):
@@ -58,7 +107,8 @@ class _Items(torch.utils.data.Dataset):
             # the file and sample it names; the main process raises it (policy "error") or records it.
             return {"skip": {"id": e.sample_id or self.dataset.sample_id(i), "path": e.path, "reason": str(e)}}
         px = self.preprocess([s.image]) if self.preprocess is not None else None
-        return {"sample": s, "pixel_values": px}
+        digest = image_digest(s.image) if isinstance(self.dataset, CorruptedView) else None
+        return {"sample": s, "pixel_values": px, "digest": digest}
 
 
 def _collate(items: list[dict]) -> Batch:
@@ -73,13 +123,15 @@ def _collate(items: list[dict]) -> Batch:
         skipped=[it["skip"] for it in items if "skip" in it],
         depths=[it["sample"].depth for it in good] if good and hasattr(good[0]["sample"], "depth") else None,
         intrinsics=[it["sample"].intrinsics for it in good] if good and hasattr(good[0]["sample"], "depth") else None,
+        input_digests=[it["digest"] for it in good] if good and good[0]["digest"] is not None else None,
     )
 
 
 def make_loader(dataset: SegmentationDataset, batch_size: int = 1, num_workers: int = 0,
                 preprocess: Callable[[list[Image.Image]], torch.Tensor] | None = None,
-                on_bad_sample: str = "error") -> Iterator[Batch]:
-    """Iterate over ``dataset`` in batches; see the module docstring for the bad-sample policy.
+                on_bad_sample: str = "error", corruption: dict | None = None) -> Iterator[Batch]:
+    """Iterate over ``dataset`` in batches; see the module docstring for the bad-sample policy and
+    ``corruption``.
 
     ``batch_size`` counts samples, skipped ones included (a batch may hold fewer images, or
     none). With ``num_workers > 0`` decoding and ``preprocess`` run in worker processes;
@@ -89,6 +141,7 @@ def make_loader(dataset: SegmentationDataset, batch_size: int = 1, num_workers: 
     """
     if on_bad_sample not in POLICIES:
         raise ConfigError(f"on_bad_sample {on_bad_sample!r} is not one of {', '.join(POLICIES)}")
+    dataset = corrupted_view(dataset, corruption)
     unpaired = list(getattr(dataset, "unpaired", []) or [])
     if unpaired and on_bad_sample == "error":
         first = unpaired[0]

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 from harness.report import plots
-from harness.report.rows import OPTIONAL_TEXT, all_rows, best_values, columns, family_label, fmt
+from harness.report.rows import all_rows, best_values, columns, family_label, fmt
 from harness.results import Run, load_run
 
 E = html.escape
@@ -49,9 +49,7 @@ def visible_columns(rows: list[dict], several_runs: bool) -> list:
     quantity's key (published reference, delta, Dice, ...) only when some row has that value."""
     cols = []
     for c in columns():
-        if c.key == "run" and not several_runs:
-            continue
-        if c.key in OPTIONAL_TEXT and not any(r.get(c.key) for r in rows):
+        if (c.key == "run" and not several_runs) or (c.optional and not any(r.get(c.key) for r in rows)):
             continue
         shown = c.quantity.shown if c.quantity is not None else "always"
         if shown != "always" and not any(r.get(shown) is not None for r in rows):

@@ -180,7 +180,8 @@ def panel_items(runs, max_samples: int = MAX_SAMPLES) -> tuple[list[PanelItem], 
             for s in samples:
                 if not isinstance(s, dict):
                     continue
-                key = (str(cell.identity.dataset), str(s.get("id")))
+                tag = cell.corruption_tag
+                key = (str(cell.identity.dataset) + (f" · {tag}" if tag else ""), str(s.get("id")))
                 if key not in items and len(items) >= max_samples:
                     continue
                 paths = {}

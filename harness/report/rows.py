@@ -37,6 +37,7 @@ class Column:
     better: str | None  # "max", "min" or None (not ranked)
     kind: str
     quantity: Quantity | None = None
+    optional: bool = False  # shown only when some row has a value (e.g. the corruption)
 
 
 TEXT_COLUMNS = [
@@ -49,9 +50,9 @@ TEXT_COLUMNS = [
     Column("batch_size", "batch", None, "int"),
     Column("runtime", "runtime", None, "text"),
     Column("protocol", "protocol", None, "text"),
-    Column("flags", "quality flags", None, "text"),
+    Column("flags", "quality flags", None, "text", optional=True),
+    Column("corruption", "corruption", None, "text", optional=True),
 ]
-OPTIONAL_TEXT = ("flags",)  # text columns shown only when some row has a value
 
 
 def table_quantities() -> list[Quantity]:
@@ -102,10 +103,13 @@ IDENTITY_FIELDS = ("task", "model", "dataset", "device", "precision", "amp", "ba
 
 def identity_key(cell: CellResult, with_weights: bool = True) -> str:
     """The settings that make two cells comparable across runs (model, dataset, device, precision, amp,
-    batch size, runtime, variant, protocol mode + upsampling, weights source), as a stable JSON string."""
+    batch size, runtime, variant, protocol mode + upsampling, input corruption when set, weights
+    source), as a stable JSON string."""
     ident = {k: getattr(cell.identity, k) for k in IDENTITY_FIELDS if k != "task"}
     if cell.identity.task != "segmentation":
         ident["task"] = cell.identity.task
+    if cell.identity.corruption is not None:
+        ident["corruption"] = cell.corruption_tag
     ident["protocol"] = protocol_label(cell)
     if with_weights:
         ident["weights"] = cell.weights_source
@@ -133,7 +137,8 @@ def cell_row(run: Run, cell: CellResult) -> dict:
         "family": prov.family, "model": ident.model, "weights": cell.weights_source or "-", "dataset": ident.dataset,
         "device": ident.device, "precision": precision_label(cell), "precision_raw": ident.precision,
         "amp": ident.amp, "batch_size": num(ident.batch_size), "runtime": ident.runtime,
-        "protocol": protocol_label(cell), "identity": identity_key(cell), "mIoU_ci": _interval(cell),
+        "protocol": protocol_label(cell), "corruption": cell.corruption_tag, "identity": identity_key(cell),
+        "mIoU_ci": _interval(cell),
         "published_source": (prov.published or {}).get("source"),
         "published_checkpoint": (prov.published or {}).get("checkpoint"),
         "latency_samples": [v for v in (forward.get("samples") or []) if num(v) is not None],
@@ -169,6 +174,9 @@ def _published_note(row: dict, cell: CellResult) -> str | None:
 
 def _reason(q: Quantity, row: dict, cell: CellResult) -> str:
     """Why quantity ``q`` of an ok cell has no value, in a few words."""
+    note = cell.get(q.note) if q.note else None
+    if isinstance(note, str) and note:
+        return note.split(":")[0]
     if q.path and q.path.startswith("accuracy."):
         return "random weights" if row["weights"] == "random" else str(cell.accuracy.note or "accuracy not measured")
     if q.path and q.path.startswith("provenance.published"):

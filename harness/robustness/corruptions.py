@@ -148,6 +148,11 @@ def corrupt(image: Image.Image, name: str, severity: int, seed: int = 0, sample_
     return Image.fromarray(np.ascontiguousarray(out[:, :, :3]), "RGB")
 
 
+def ensure_installed() -> None:
+    """Import (and adapt) the imagecorruptions package now; ConfigError with the install hint if it is missing."""
+    _package()
+
+
 def corrupt_sample(sample, point: CorruptionPoint, seed: int = 0):
     """``sample`` (a :class:`harness.data.base.Sample`) with its image corrupted at ``point``; the
     label is untouched. A clean point returns the sample itself."""

@@ -109,3 +109,24 @@ def summarize_robustness(records: Iterable[Mapping], reference: str | None = Non
             "per_corruption": per,
         }
     return out
+
+
+def severity_rises(summary: dict) -> list[dict]:
+    """Where mIoU rises as the corruption gets stronger, per model and corruption of a
+    :func:`summarize_robustness` summary: each ``{model, corruption, from_severity, to_severity,
+    from_mIoU, to_mIoU}`` between consecutive evaluated severities (severity 0 = the clean images).
+
+    Stronger corruptions are expected not to raise mIoU; on few images one draw can (a class's few
+    pixels happen to be right), so a report shows every rise instead of assuming the order.
+    Missing (NaN) values are skipped, not compared.
+    """
+    out = []
+    for model, m in summary.get("models", {}).items():
+        for name, per in m["per_corruption"].items():
+            points = [(0, m["clean_mIoU"])] + list(zip(summary["severities"][name], per["mIoU"], strict=True))
+            points = [(s, v) for s, v in points if not math.isnan(v)]
+            for (s0, v0), (s1, v1) in zip(points, points[1:], strict=False):
+                if v1 > v0:
+                    out.append({"model": model, "corruption": name, "from_severity": s0, "to_severity": s1,
+                                "from_mIoU": v0, "to_mIoU": v1})
+    return out

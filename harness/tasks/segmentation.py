@@ -36,6 +36,22 @@ def _fraction(key: str, header: str, check: Check | None = None, shown: str = "a
                     check=check, shown=shown, paper=paper)
 
 
+CALIBRATION_NOTE = "accuracy.metrics.calibration_note"
+
+
+def _calibration(key: str, header: str, unit: str, display: str) -> Quantity:
+    """A calibration figure (lower is better), shown when some cell has it."""
+    return Quantity(key, f"accuracy.metrics.{key}", header, unit, "min", display, key, task="segmentation",
+                    shown=key, note=CALIBRATION_NOTE)
+
+
+def _trimap(kind: str, width: int, table: bool) -> Quantity:
+    """Trimap ``mIoU`` or ``aAcc`` in the band of ``width`` pixels around ground-truth boundaries."""
+    key = f"trimap_{kind}_{width}px"
+    return Quantity(key, f"accuracy.metrics.trimap_{kind}.{width}", f"trimap {kind} {width} px (%)", "fraction",
+                    "max", "pct", key, task="segmentation", shown=key, table=table)
+
+
 def _per_class(key: str, header: str) -> Quantity:
     return Quantity(key, f"accuracy.metrics.{key}", header, "fraction", "max", "pct", key, task="segmentation",
                     table=False, per_class=True)
@@ -55,11 +71,21 @@ QUANTITIES: tuple[Quantity, ...] = (
     Quantity("delta_mIoU", None, "Δ mIoU (pts)", "points", None, "num", "delta_mIoU", task="segmentation",
              shown="published_mIoU", aliases=("delta",), derive=_delta_miou,
              inputs=("published_mIoU", "mIoU")),
+    _fraction("mBIoU", "mBIoU (%)", Check("drop", "max_mbiou_drop", None,
+                                           "absolute mean Boundary IoU drop that fails (fraction)"), shown="mBIoU"),
+    _trimap("mIoU", 5, table=True),
+    _trimap("aAcc", 5, table=False),
+    _trimap("mIoU", 20, table=False),
+    _calibration("ECE", "ECE (%)", "fraction", "pct"),
+    _calibration("MCE", "MCE (%)", "fraction", "pct"),
+    _calibration("NLL", "NLL (nats/px)", "nats", "num"),
+    _calibration("Brier", "Brier", "score", "num"),
     _per_class("IoU", "IoU (%)"),
     _per_class("Acc", "Acc (%)"),
     _per_class("Dice", "Dice (%)"),
     _per_class("Precision", "Precision (%)"),
     _per_class("Recall", "Recall (%)"),
+    _per_class("BIoU", "Boundary IoU (%)"),
 )
 
 SEGMENTATION = Task("segmentation", "semantic segmentation: label maps, confusion-matrix metrics (mIoU, ...)",
@@ -81,15 +107,36 @@ def check_compatible(model, dataset) -> None:
 
 
 class SegmentationEngine:
-    """Confusion-matrix metrics with per-image records for a bootstrap interval (see the module docstring)."""
+    """Confusion-matrix metrics with per-image records for a bootstrap interval (see the module
+    docstring), plus, in the same pass, Boundary IoU and trimap counts (``boundary``, a
+    :class:`harness.boundary.BoundaryMetrics`) and calibration statistics (``calibration``, a
+    :class:`harness.calibration.CalibrationMetrics`; ``calibration_note`` says why there is none
+    for a model that cannot be calibrated). Every state is a sum: ``reduce`` all-reduces each."""
 
-    def __init__(self, num_classes: int, ignore_index: int, device, seed: int = 0):
+    def __init__(self, num_classes: int, ignore_index: int, device, seed: int = 0, boundary=None,
+                 calibration=None, calibration_note: str | None = None):
         from harness.metrics import SegmentationMetrics
 
         self.metrics = SegmentationMetrics(num_classes, ignore_index=ignore_index, device=device, keep_per_image=True)
         self.seed = seed
         self.num_images = 0
         self._per_image: tuple[Any, Any] | None = None  # (inter, union) after a reduce over ranks
+        self.boundary, self.calibration, self.calibration_note = boundary, calibration, calibration_note
+        self.calibrated_images = 0
+
+    def postprocess(self, model, outputs, sizes: list, targets: list) -> list:
+        """The label maps of ``model.postprocess(outputs, sizes)``; for a calibrated model they come from
+        :meth:`harness.calibration.CalibrationMetrics.update_logits` (the same label maps, from the one
+        resize the calibration statistics need; each at its target's size, which is the image's)."""
+        if self.calibration is None:
+            return model.postprocess(outputs, sizes)
+        import torch
+
+        with torch.inference_mode():
+            maps = [self.calibration.update_logits(outputs[i], target, mode=model.upsample)
+                    for i, target in enumerate(targets)]
+        self.calibrated_images += len(maps)
+        return maps
 
     def update(self, preds: list, targets: list) -> None:
         """Add label maps (int64 tensors on the device) and their ground truths (arrays)."""
@@ -99,15 +146,22 @@ class SegmentationEngine:
         for pred, target in zip(preds, targets, strict=True):
             t = torch.from_numpy(np.asarray(target)).to(pred.device)
             self.metrics.update(pred.unsqueeze(0), t.unsqueeze(0))
+            if self.boundary is not None:
+                self.boundary.update(pred, t)
             self.num_images += 1
 
     def reduce(self, placement) -> None:
-        """Sum the counts over the placement's processes and gather the per-image records."""
+        """Sum the counts (confusion, boundary, calibration) over the placement's processes and gather
+        the per-image records."""
         import numpy as np
 
         if placement.world_size == 1:
             return
         self.metrics.load_state_tensor(placement.sum(self.metrics.state_tensor()))
+        for engine in (self.boundary, self.calibration):
+            if engine is not None:
+                engine.load_state_tensor(placement.sum(engine.state_tensor()))
+        self.calibrated_images = placement.total(self.calibrated_images)
         inter, union = self.metrics.per_image()[:2]
         parts = [p for p in placement.gather((np.asarray(inter), np.asarray(union))) if len(p[0])]
         C = self.metrics.num_classes
@@ -128,11 +182,69 @@ class SegmentationEngine:
         else:
             out["mIoU_ci_note"] = (f"no bootstrap interval: {self.num_images} image(s), fewer than the "
                                    f"{MIN_BOOTSTRAP_IMAGES} an interval over images needs")
+        if self.boundary is not None:
+            out.update(boundary_metrics(self.boundary.compute()))
+        out.update(self._calibration_metrics())
         return out
 
+    def _calibration_metrics(self) -> dict:
+        """ECE, MCE, NLL, Brier and the reliability data, or ``calibration_note`` saying why there are none."""
+        if self.calibration is None:
+            return {"calibration_note": self.calibration_note} if self.calibration_note else {}
+        if self.calibrated_images == 0 and self.num_images > 0:
+            return {"calibration_note": PROTOCOL_CALIBRATION_NOTE}
+        c = self.calibration.compute()
+        return {"ECE": c["ECE"], "MCE": c["MCE"], "NLL": c["NLL"], "Brier": c["Brier"],
+                "calibration": {k: c[k] for k in ("accuracy", "pixels", "n_bins", "reliability")}}
 
-def make_engine(model, dataset, seed: int = 0) -> SegmentationEngine:
-    return SegmentationEngine(dataset.num_classes, dataset.ignore_index, model.device, seed)
+
+PROTOCOL_CALIBRATION_NOTE = ("not measured under this protocol: calibration reads the whole protocol's logits; "
+                             "the slide and multi-scale predictions arrive as label maps")
+
+
+def boundary_metrics(b: dict) -> dict:
+    """A :meth:`harness.boundary.BoundaryMetrics.compute` result as the cell's metrics: ``mBIoU``, per-class
+    ``BIoU``, ``boundary`` (the band settings), ``trimap`` (lists per width) and ``trimap_mIoU`` /
+    ``trimap_aAcc`` keyed by the width in pixels (as text, the JSON key)."""
+    trimap = b["trimap"]
+    return {"mBIoU": b["mBIoU"], "BIoU": b["BIoU"],
+            "boundary": {"dilation_ratio": b["dilation_ratio"], "dilation_px": b["dilation_px"]},
+            "trimap": trimap,
+            "trimap_mIoU": {str(w): v for w, v in zip(trimap["widths_px"], trimap["mIoU"], strict=True)},
+            "trimap_aAcc": {str(w): v for w, v in zip(trimap["widths_px"], trimap["aAcc"], strict=True)}}
+
+
+def calibration_unsupported(model) -> str | None:
+    """Why ``model``'s confidence cannot be calibrated here (None: it can): a label-map model has no
+    probabilities; a runtime with its own postprocess (e.g. LiteRT's letterbox crop) does not resize
+    its logits the standard way the calibration statistics reproduce."""
+    from harness.calibration import unsupported_reason
+    from harness.models.base import SegmentationModel
+
+    reason = unsupported_reason(model)
+    if reason is None and type(model).postprocess is not SegmentationModel.postprocess:
+        reason = (f"not measured for the {model.runtime} runtime: its postprocess is its own (not the standard "
+                  "resize of the logits that calibration reads)")
+    return reason
+
+
+def make_engine(model, dataset, seed: int = 0, measure: dict | None = None) -> SegmentationEngine:
+    """The engine for ``model`` on ``dataset``; ``measure`` (the suite's, defaults when None) switches
+    Boundary IoU (``boundary``, ``boundary_dilation_ratio``, ``trimap_widths``) and calibration
+    (``calibration``, ``calibration_bins``) on or off."""
+    from harness.boundary import BoundaryMetrics
+    from harness.calibration import CalibrationMetrics
+    from harness.suite import DEFAULT_MEASURE
+
+    m = {**DEFAULT_MEASURE, **(measure or {})}
+    C, ignore = dataset.num_classes, dataset.ignore_index
+    boundary = (BoundaryMetrics(C, ignore_index=ignore, dilation_ratio=m["boundary_dilation_ratio"],
+                                trimap_widths=m["trimap_widths"], device=model.device) if m["boundary"] else None)
+    note = calibration_unsupported(model) if m["calibration"] else None
+    calibration = (CalibrationMetrics(C, ignore_index=ignore, n_bins=m["calibration_bins"], device=model.device)
+                   if m["calibration"] and note is None else None)
+    return SegmentationEngine(C, ignore, model.device, seed, boundary=boundary, calibration=calibration,
+                              calibration_note=note)
 
 
 def describe_dataset(dataset) -> dict:
@@ -183,11 +295,15 @@ def save_sample(run_dir: Path, cell_id: str, dataset_name: str, dataset, sample_
 
 
 def report_qualitative(runs: list) -> tuple[str, list[str]]:
-    """The qualitative panel: inputs with ground-truth and prediction overlays (HTML), and warnings."""
+    """The qualitative panel (inputs with ground-truth and prediction overlays) and the robustness
+    section (:mod:`harness.report.robustness`), as HTML, and warnings."""
     from harness.report.qualitative import panel_html
+    from harness.report.robustness import robustness_section
 
     only_mine = [_task_view(r, "segmentation") for r in runs]
-    return panel_html(only_mine)
+    panel, warnings = panel_html(only_mine)
+    robust, more = robustness_section(only_mine)
+    return panel + robust, warnings + more
 
 
 def _task_view(run, task: str):
@@ -214,7 +330,10 @@ def published_reason(result) -> str:
 
 
 def report_panels(pairs: list) -> list[dict]:
-    """Per-class IoU heatmaps, one per dataset (see :func:`harness.report.plots.iou_heatmaps`)."""
+    """Per-class IoU heatmaps of the clean cells, one per dataset (see :func:`harness.report.plots.iou_heatmaps`),
+    and the reliability diagrams of the calibrated clean cells (:mod:`harness.report.robustness`)."""
     from harness.report.plots import iou_heatmaps
+    from harness.report.robustness import reliability_panels
 
-    return iou_heatmaps(pairs)
+    clean = [(row, cell) for row, cell in pairs if cell.identity.corruption is None]
+    return iou_heatmaps(clean) + reliability_panels(clean)

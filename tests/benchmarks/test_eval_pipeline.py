@@ -6,7 +6,9 @@ workers, batched forward, batched resize + argmax, fused-bincount metrics) again
 Run: .venv/bin/pytest tests/benchmarks/test_eval_pipeline.py --benchmark-enable -s
 Targets (asserted with --benchmark-enable): end to end >= 90% of model-only, >= 2x the naive loop.
 Both loops start warm: one untimed first inference each, as segbench's cell runs one (timed as
-``first_inference_ms``) before evaluating accuracy.
+``first_inference_ms``) before evaluating accuracy. Both compute the confusion-matrix metrics
+only: the cell's Boundary IoU and calibration engines are switched off here (their cost is
+tests/benchmarks/test_robustness_overhead.py's).
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def test_pipeline_vs_model_only_and_naive_loop(tmp_path, benchmark, enforce_targ
     cell = Cell(model=str(model_dir), weights=None, dataset="ade20k", dataset_root=str(root),
                 dataset_split="validation", dataset_limit=None, dataset_options={}, device="cpu", precision="fp32",
                 amp="autocast", batch_size=4, runtime="pytorch", variant={}, protocol=dict(DEFAULT_PROTOCOL),
-                measure=dict(DEFAULT_MEASURE, num_workers=1, samples=0))
+                measure=dict(DEFAULT_MEASURE, num_workers=1, samples=0, boundary=False, calibration=False))
     model.forward(model.preprocess([dataset.load(i).image for i in range(min(4, n))]))  # the cell's first inference
     t0 = time.perf_counter()
     outcome = stages.accuracy(model, dataset, dataset, cell, tmp_path, get_task("segmentation"),
