@@ -29,9 +29,10 @@ def load_model(cell: Cell, loader, task_module) -> tuple[object, float, Provenan
     """The model adapter, its load time (s), its provenance (with the task's published reference for
     it), its parameter count and weight MiB."""
     t0 = time.perf_counter()
+    task = {"task": cell.task} if cell.task != "segmentation" else {}
     model = loader(cell.model, weights=cell.weights, device=cell.device, precision=cell.precision, amp=cell.amp,
                    upsample=cell.protocol.get("upsample", "bilinear"), runtime=cell.runtime,
-                   trust_remote_code=cell.trust_remote_code, **cell.variant, **cell.model_options)
+                   trust_remote_code=cell.trust_remote_code, **task, **cell.variant, **cell.model_options)
     seconds = time.perf_counter() - t0
     provenance = Provenance(family=model.family, weights=model.weights, input_size=list(model.input_size),
                             published=task_module.published(cell, model), parity=getattr(model, "parity", None))
@@ -152,12 +153,32 @@ class AccuracyOutcome:
     num_evaluated: int = 0
 
 
+def prediction_protocol(cell: Cell, task_module) -> dict | None:
+    """The protocol the cell predicts each image under, or None when whole batches go through the model's
+    forward and postprocess: the task's ``prediction_protocol(cell)`` when it has one (depth: flip,
+    KITTI kb crop), else the cell's protocol unless its mode is ``whole``."""
+    own = getattr(task_module, "prediction_protocol", None)
+    if own is not None:
+        return own(cell)
+    return None if cell.protocol.get("mode", "whole") == "whole" else cell.protocol
+
+
+def make_engine(task_module, model, dataset, cell: Cell):
+    """The task's metric engine; a task whose ``make_engine`` takes ``cell`` gets the cell (its task settings)."""
+    import inspect
+
+    if "cell" in inspect.signature(task_module.make_engine).parameters:
+        return task_module.make_engine(model, dataset, cell.seed, cell=cell)
+    return task_module.make_engine(model, dataset, cell.seed)
+
+
 def _predict(model, batch, cell: Cell, task_module, clock: _StageClock) -> list[torch.Tensor]:
     """The batch's predictions at each image's size (whole: forward + postprocess; else the protocol)."""
-    if cell.protocol.get("mode", "whole") == "whole":
+    protocol = prediction_protocol(cell, task_module)
+    if protocol is None:
         outputs = clock.run("forward", model.forward, batch.pixel_values)
         return clock.run("postprocess", model.postprocess, outputs, batch.sizes)
-    return clock.run("forward", lambda ims: [task_module.predict_with_protocol(model, im, cell.protocol)
+    return clock.run("forward", lambda ims: [task_module.predict_with_protocol(model, im, protocol)
                                              for im in ims], batch.images)
 
 
@@ -168,8 +189,8 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
 
     from harness.data.loader import make_loader
 
-    engine = task_module.make_engine(model, dataset, cell.seed)
-    whole = cell.protocol.get("mode", "whole") == "whole"
+    engine = make_engine(task_module, model, dataset, cell)
+    whole = prediction_protocol(cell, task_module) is None
     loader = make_loader(share, batch_size=cell.batch_size, num_workers=cell.measure["num_workers"],
                          preprocess=model.preprocessor if whole else None,
                          on_bad_sample=cell.measure["on_bad_sample"])
@@ -253,9 +274,11 @@ def stage_latency(model, dataset, cell: Cell, task_module, forward_ms: dict | No
     post = lat.time_iterations(lambda o: model.postprocess(o, sizes), [out], warmup=1, iters=iters,
                                device=model.device)
 
+    protocol = prediction_protocol(cell, task_module)
+
     def end_to_end(ims):
-        if cell.protocol.get("mode", "whole") != "whole":
-            return [task_module.predict_with_protocol(model, im, cell.protocol).cpu() for im in ims]
+        if protocol is not None:
+            return [task_module.predict_with_protocol(model, im, protocol).cpu() for im in ims]
         return [p.cpu() for p in model.postprocess(model.forward(model.preprocess(ims)), sizes)]
 
     e2e = lat.time_iterations(end_to_end, [images], warmup=1, iters=iters, device=model.device)

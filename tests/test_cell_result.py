@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from harness.cell_result import SCHEMA_VERSION, CellResult
+from harness.depth import DepthMetrics
 from harness.metrics import metrics_from_confusion
 from harness.migrate import migrate
-from harness.quantities import all_quantities, by_key, checks
+from harness.quantities import DISPLAYS, all_quantities, by_key, checks
 from harness.results import load_run, read_json
 from harness.runtimes import RUNTIMES, get_runtime, runtime_for
 
@@ -88,17 +89,19 @@ def test_every_quantity_is_declared_once_and_resolves_on_a_real_result():
     aliases = [a for q in qs for a in q.aliases]
     assert len(set(aliases)) == len(aliases) and not set(aliases) & {q.key for q in qs}
     cells = [c for run in BASELINES for c in load_run(run.parent).cells.values() if c.ok]
-    engine_keys = set(metrics_from_confusion(np.eye(3, dtype=np.int64)))
+    engine_keys = {"segmentation": set(metrics_from_confusion(np.eye(3, dtype=np.int64))),
+                   "depth": set(DepthMetrics().compute())}
     for q in qs:
-        assert q.display in ("pct", "ms", "num", "int", "mib", "m") and q.better in ("max", "min", None)
+        assert q.display in DISPLAYS and q.better in ("max", "min", None)
         assert (q.path is None) == (q.derive is not None), q.key
         if q.path and q.path.startswith("accuracy.metrics."):
-            assert q.path.rsplit(".", 1)[1] in engine_keys, q.key  # the engine computes it
+            assert q.path.rsplit(".", 1)[1] in engine_keys[q.task], q.key  # the task's engine computes it
         elif q.path and not q.key.startswith(("gpu", "published")):  # no GPU and no reference in the baselines
             assert any(q.raw(c) is not None for c in cells), q.key  # the path names a value real results hold
     assert by_key()["latency"].key == "latency_p50"
     assert {k: c.default for k, c in checks().items()} == {
-        "max_miou_drop": 0.005, "max_aacc_drop": 0.005, "max_slowdown": 0.10, "max_memory_growth": 0.10}
+        "max_miou_drop": 0.005, "max_aacc_drop": 0.005, "max_abs_rel_growth": 0.02, "max_rmse_growth": 0.02,
+        "max_d1_drop": 0.005, "max_slowdown": 0.10, "max_memory_growth": 0.10}
 
 
 def test_runtime_declarations_answer_for_every_layer():

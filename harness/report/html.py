@@ -77,7 +77,7 @@ def _td(r: dict, c, best: dict[str, float]) -> str:
             lo, hi = r["mIoU_ci"]
             text += f" [{100 * lo:.1f}, {100 * hi:.1f}]"
             title = "95% bootstrap interval over images"
-        if c.key == "published_mIoU" and r.get("published_source"):
+        if c.key.startswith("published_") and r.get("published_source"):
             title = f"source: {r['published_source']}"
         if c.key == "model" and r.get("trust_remote_code"):
             text += " (remote code)"

@@ -149,6 +149,8 @@ def cell_row(run: Run, cell: CellResult) -> dict:
 
 def _reason(q: Quantity, row: dict, cell: CellResult) -> str:
     """Why quantity ``q`` of an ok cell has no value, in a few words."""
+    if q.task is not None and q.task != row.get("task"):
+        return "n/a"  # another task's quantity (a depth cell has no mIoU)
     if q.path and q.path.startswith("accuracy."):
         return "random weights" if row["weights"] == "random" else str(cell.accuracy.note or "accuracy not measured")
     if q.path and q.path.startswith("provenance.published"):
@@ -212,4 +214,6 @@ def fmt(value: float | str | None, kind: str, decimals: int = 1) -> str:
         return f"{value:.{decimals}f}" if value >= 1 else f"{value:.{decimals + 2}f}"
     if kind == "int":
         return str(int(value))
+    if kind == "f3":
+        return f"{value:.{max(decimals, 3)}f}"
     return str(value)

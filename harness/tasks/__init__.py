@@ -16,6 +16,11 @@ task runs) provides:
   from (display row, CellResult) pairs of the task's cells;
 - ``report_qualitative(runs)``: the task's qualitative panel as HTML, and warnings.
 
+Optional: ``make_engine`` may take ``cell`` (the task's suite settings, ``cell.task_options``), and
+``prediction_protocol(cell)`` says under which protocol a cell predicts image by image (None: whole
+batches through forward and postprocess); without it that is the cell's protocol unless ``whole``.
+:mod:`harness.tasks.assign` says which task a suite's (model, dataset) pair is.
+
 Adding a task: a module beside segmentation.py and one :class:`Task` entry below; the runner,
 the results store and the report core do not change.
 """
@@ -27,11 +32,12 @@ from types import ModuleType
 
 from harness.errors import ConfigError, did_you_mean
 from harness.tasks.base import MetricEngine, Task
+from harness.tasks.depth import DEPTH
 from harness.tasks.segmentation import SEGMENTATION
 
 __all__ = ["TASKS", "Task", "MetricEngine", "get_task", "task_module"]
 
-TASKS: dict[str, Task] = {t.name: t for t in (SEGMENTATION,)}
+TASKS: dict[str, Task] = {t.name: t for t in (SEGMENTATION, DEPTH)}
 
 
 def get_task(name: str) -> Task:
