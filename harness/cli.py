@@ -19,7 +19,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for c in cells:
             w = c.weights or "pretrained"
             print(f"{c.cell_id}\t{c.model}\t{w}\t{c.dataset}\t{c.device}\t{c.precision}/{c.amp}\t"
-                  f"batch {c.batch_size}\t{c.runtime}\t{c.protocol['mode']}")
+                  f"batch {c.batch_size}\t{c.runtime}\t{c.protocol['mode']}\t{c.task}")
+        _print_task_skips(args.suite)
         print(f"{len(cells)} cells", file=sys.stderr)
         return 0
     summary = run_suite(args.suite, out_dir=args.out, resume=args.resume, force=args.force,
@@ -39,6 +40,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def _print_task_skips(suite_path: str) -> None:
+    """The (model, dataset) pairs the suite leaves out because the dataset cannot score the model's task."""
+    from harness.suite import load_suite
+
+    for skip in load_suite(suite_path).task_skips():
+        print(f"not a cell: {skip['model']} x {skip['dataset']}: {skip['reason']}", file=sys.stderr)
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from harness.models import model_infos
 
@@ -46,7 +55,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    cols = ("name", "family", "params", "input_size", "label_set", "runtime", "weights_from", "present")
+    cols = ("name", "task", "family", "params", "input_size", "label_set", "depth_kind", "runtime", "weights_from",
+            "present")
     _print_table(rows, cols)
     return 0
 
@@ -58,7 +68,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=1, default=str))
         return 0
-    _print_table(rows, ("name", "num_classes", "ignore_index", "label_set", "root", "found"))
+    _print_table(rows, ("name", "tasks", "num_classes", "ignore_index", "label_set", "root", "found"))
     return 0
 
 

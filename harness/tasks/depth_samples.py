@@ -8,7 +8,8 @@ For one sample and one cell, :func:`save_depth_sample` writes (paths relative to
   align it (the cell's alignment, crop and range) and clipped to the range;
 - ``samples/<cell_id>/<id>.error.png``: its absolute relative error |p − g| / g.
 
-Depth is coloured by inverse depth (near = bright) on one scale per sample: the 2nd to 98th
+Pictures wider than :data:`MAX_WIDTH` pixels are scaled down (bilinear) to that width: they are
+for looking at, the metrics never read them. Depth is coloured by inverse depth (near = bright) on one scale per sample: the 2nd to 98th
 percentile of the ground truth's valid inverse depth, so every model's picture of a sample is
 comparable with the ground truth's. The error map runs from black (0) through red to yellow
 (>= :data:`ERROR_CAP`); pixels without valid ground truth are grey, pixels outside the evaluated
@@ -28,6 +29,7 @@ ERROR_RAMP = ((0.0, (0, 0, 0)), (0.5, (200, 30, 20)), (1.0, (255, 236, 80)))
 ERROR_CAP = 0.5  # absolute relative error shown at the top of the error ramp
 NO_DEPTH = (128, 128, 128)
 OUTSIDE_DIM = 0.45  # brightness kept outside the evaluated crop
+MAX_WIDTH = 640  # px: wider pictures are scaled down to this width
 
 
 def ramp(values: np.ndarray, stops=DEPTH_RAMP) -> np.ndarray:
@@ -111,10 +113,14 @@ def _dim_outside(picture: np.ndarray, crop, shape: tuple[int, int]) -> np.ndarra
 
 
 def _save_rgb(path: Path, array: np.ndarray) -> None:
+    """Write an (H, W, 3) uint8 picture as PNG, scaled down to :data:`MAX_WIDTH` when wider."""
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array, mode="RGB").save(path)
+    im = Image.fromarray(array, mode="RGB")
+    if im.width > MAX_WIDTH:
+        im = im.resize((MAX_WIDTH, max(1, round(im.height * MAX_WIDTH / im.width))), Image.Resampling.BILINEAR)
+    im.save(path, optimize=True)
 
 
 def save_depth_sample(run_dir: Path, cell_id: str, dataset_name: str, dataset, sample_id: str, pred, target,
@@ -139,7 +145,10 @@ def save_depth_sample(run_dir: Path, cell_id: str, dataset_name: str, dataset, s
         idx = next((i for i in range(len(dataset)) if dataset.sample_id(i) == sample_id), None)
         if idx is not None:
             (run_dir / image_rel).parent.mkdir(parents=True, exist_ok=True)
-            dataset.load(idx).image.convert("RGB").save(run_dir / image_rel, quality=90)
+            image = dataset.load(idx).image.convert("RGB")
+            if image.width > MAX_WIDTH:
+                image = image.resize((MAX_WIDTH, max(1, round(image.height * MAX_WIDTH / image.width))))
+            image.save(run_dir / image_rel, quality=90)
             _save_rgb(run_dir / truth_rel, _dim_outside(depth_colors(gt, scale, valid), crop, gt.shape))
     _save_rgb(run_dir / pred_rel, _dim_outside(depth_colors(aligned, scale), crop, gt.shape))
     _save_rgb(run_dir / error_rel, error_colors(aligned, gt, evaluated))
