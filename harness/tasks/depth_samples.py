@@ -141,15 +141,16 @@ def save_depth_sample(run_dir: Path, cell_id: str, dataset_name: str, dataset, s
     valid = (gt > lo) & (gt < hi)
     scale = inverse_depth_scale(gt, valid)
     crop = (protocol or {}).get("crop")
-    if not (run_dir / image_rel).exists():
+    if not (run_dir / image_rel).exists() or not (run_dir / truth_rel).exists():
+        # the input may be there already: a segmentation cell over the same images wrote it
         idx = next((i for i in range(len(dataset)) if dataset.sample_id(i) == sample_id), None)
-        if idx is not None:
+        if idx is not None and not (run_dir / image_rel).exists():
             (run_dir / image_rel).parent.mkdir(parents=True, exist_ok=True)
             image = dataset.load(idx).image.convert("RGB")
             if image.width > MAX_WIDTH:
                 image = image.resize((MAX_WIDTH, max(1, round(image.height * MAX_WIDTH / image.width))))
             image.save(run_dir / image_rel, quality=90)
-            _save_rgb(run_dir / truth_rel, _dim_outside(depth_colors(gt, scale, valid), crop, gt.shape))
+        _save_rgb(run_dir / truth_rel, _dim_outside(depth_colors(gt, scale, valid), crop, gt.shape))
     _save_rgb(run_dir / pred_rel, _dim_outside(depth_colors(aligned, scale), crop, gt.shape))
     _save_rgb(run_dir / error_rel, error_colors(aligned, gt, evaluated))
     return {"id": sample_id, "image": str(image_rel), "label": str(truth_rel), "pred": str(pred_rel),
