@@ -208,3 +208,28 @@ def test_a_mixed_run_reports_each_tasks_columns_and_panels(tmp_path, tiny):
     df = to_dataframe([run])
     assert set(df["task"]) == {"segmentation", "depth"} and df.loc[df["task"] == "depth", "abs_rel"].notna().all()
     json.dumps(df.to_dict("records"), default=str)
+
+
+def test_compare_judges_depth_cells_by_their_own_checks(tmp_path):
+    """The committed depth baseline against itself (no finding) and against a copy with a worse AbsRel
+    and δ1 (both regressions, named by their columns)."""
+    import shutil
+
+    from harness.report.compare import compare_runs
+    from harness.results import load_run
+
+    base = ROOT / "results" / "baselines" / "depth-real-samples-cpu"
+    if not base.is_dir():
+        pytest.skip("the committed depth baseline is not present")
+    cur = tmp_path / "current"
+    shutil.copytree(base, cur)
+    same = compare_runs(load_run(base), load_run(cur))
+    assert same.compared == 3 and not [f for f in same.findings if f.regression]
+    path = sorted((cur / "cells").glob("*.json"))[0]
+    data = json.loads(path.read_text())
+    data["accuracy"]["metrics"]["abs_rel"] *= 1.05
+    data["accuracy"]["metrics"]["d1"] -= 0.01
+    path.write_text(json.dumps(data))
+    worse = compare_runs(load_run(base), load_run(cur))
+    failed = {f.metric for f in worse.findings if f.regression}
+    assert failed == {"abs_rel", "d1"}

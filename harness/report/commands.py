@@ -133,7 +133,7 @@ def add_parsers(sub) -> None:
     c.add_argument("--thresholds", metavar="FILE", help="YAML or JSON mapping of thresholds (command-line "
                                                          "options override it)")
     for key, help_text in THRESHOLD_HELP.items():
-        c.add_argument("--" + key.replace("_", "-"), type=float, dest=key, help=help_text)
+        c.add_argument("--" + key.replace("_", "-"), type=float, dest=key, help=help_text.replace("%", "%%"))
     c.add_argument("--format", choices=("markdown", "json"), default="markdown")
     c.add_argument("--out", help="write the summary to this file (e.g. $GITHUB_STEP_SUMMARY) instead of stdout")
     c.set_defaults(func=cmd_compare)

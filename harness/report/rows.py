@@ -97,10 +97,15 @@ IDENTITY_FIELDS = ("task", "model", "dataset", "device", "precision", "amp", "ba
 
 def identity_key(cell: CellResult, with_weights: bool = True) -> str:
     """The settings that make two cells comparable across runs (model, dataset, device, precision, amp,
-    batch size, runtime, variant, protocol mode + upsampling, weights source), as a stable JSON string."""
+    batch size, runtime, variant, protocol mode + upsampling, weights source; for tasks other than
+    segmentation also the task, dataset options and task settings), as a stable JSON string."""
     ident = {k: getattr(cell.identity, k) for k in IDENTITY_FIELDS if k != "task"}
-    if cell.identity.task != "segmentation":
+    if cell.identity.task != "segmentation":  # (segmentation keys stay as they were before tasks)
         ident["task"] = cell.identity.task
+        settings = cell.identity.settings if isinstance(cell.identity.settings, dict) else {}
+        for k in ("dataset_options", "task_options"):  # e.g. two rgbd-folder roots, two alignments
+            if settings.get(k):
+                ident[k] = settings[k]
     ident["protocol"] = protocol_label(cell)
     if with_weights:
         ident["weights"] = cell.weights_source
