@@ -99,13 +99,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from harness.cell import run_cell
     from harness.suite import DEFAULT_MEASURE, DEFAULT_PROTOCOL, Cell
+    from harness.tasks.assign import pair_task, runtime_for_task
 
     measure = dict(DEFAULT_MEASURE, latency=False, samples=0, num_workers=args.workers,
                    on_bad_sample=args.on_bad_sample)
+    task, reason = pair_task(args.model, args.task, args.dataset, {})
+    if reason:
+        print(f"segbench eval: {reason}", file=sys.stderr)
+        return 2
+    protocol = dict(DEFAULT_PROTOCOL, upsample=args.upsample) if task == "segmentation" else {"mode": "whole"}
     cell = Cell(model=args.model, weights=args.weights, dataset=args.dataset, dataset_root=args.root,
                 dataset_split=args.split, dataset_limit=args.limit, dataset_options={}, device=args.device,
-                precision=args.precision, amp="autocast", batch_size=args.batch_size, runtime=args.runtime,
-                variant={}, protocol=dict(DEFAULT_PROTOCOL, upsample=args.upsample), measure=measure)
+                precision=args.precision, amp="autocast", batch_size=args.batch_size,
+                runtime=runtime_for_task(args.model, args.runtime, task), variant={}, protocol=protocol,
+                measure=measure, task=task)
     with tempfile.TemporaryDirectory() as tmp:
         result = run_cell(cell, Path(tmp))
     if result.status != "ok":
@@ -171,6 +178,8 @@ def _add_eval(sub) -> None:
     e.add_argument("--device", default="cpu")
     e.add_argument("--precision", default="fp32")
     e.add_argument("--runtime", default="pytorch")
+    e.add_argument("--task", default=None, choices=("segmentation", "depth"),
+                   help="the model's task (default: from the model's registry or config, else the dataset's)")
     e.add_argument("--batch-size", type=int, default=1)
     e.add_argument("--workers", type=int, default=0)
     e.add_argument("--upsample", default="bilinear", choices=("bilinear", "bicubic"))

@@ -5,8 +5,6 @@ mixed matrix measured in-process (precisions, batch sizes, LiteRT) and the repor
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -56,18 +54,19 @@ def test_a_models_task_comes_from_its_entry_registry_or_config(tiny):
     assert dataset_tasks("nyu-depth-v2-labeled", {"class_mapping": "classMapping40.mat"}) == ("depth", "segmentation")
 
 
-def test_pairs_a_dataset_cannot_score_are_not_cells(tmp_path, tiny):
+def test_pairs_a_dataset_cannot_score_are_not_cells(tmp_path, tiny, capsys):
     suite = load_suite(write(tmp_path, mixed(tiny)))
     cells = [(c.model_label, c.task, c.dataset_options.get("num_classes")) for c in suite.cells()]
     assert cells == [("seg", "segmentation", 4), ("depth", "depth", 4), ("depth", "depth", None)]
     (skip,) = suite.task_skips()
     assert skip["model"] == "seg" and skip["task"] == "segmentation"
     assert "scores depth only (its option 'num_classes' adds segmentation labels)" in skip["reason"]
-    out = subprocess.run([sys.executable, "-m", "harness", "run", str(tmp_path / "suite.yaml"), "--dry-run"],
-                         capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert [line.split("\t")[-1] for line in out.stdout.splitlines()] == ["segmentation", "depth", "depth"]
-    assert "not a cell: seg x synthetic-depth: dataset 'synthetic-depth' scores depth only" in out.stderr
+    from harness.cli import main
+
+    assert main(["run", str(tmp_path / "suite.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr()
+    assert [line.split("\t")[-1] for line in out.out.splitlines()] == ["segmentation", "depth", "depth"]
+    assert "not a cell: seg x synthetic-depth: dataset 'synthetic-depth' scores depth only" in out.err
     only_seg = {**mixed(tiny), "models": [{"name": str(tiny["seg"])}], "datasets": ["kitti-eigen"]}
     with pytest.raises(ConfigError, match="no \\(model, dataset\\) pair can be scored: dataset 'kitti-eigen'"):
         load_suite(write(tmp_path, only_seg, "none.yaml"))
@@ -121,7 +120,7 @@ def test_load_model_by_task_through_the_runtimes(tiny):
         harness.load_model(str(tiny["depth"]), task="pose")
 
 
-def test_preflight_and_listings_know_depth_models(tmp_path, tiny, monkeypatch):
+def test_preflight_and_listings_know_depth_models(tmp_path, tiny, capsys):
     from harness import preflight
     from harness.data import dataset_infos
     from harness.models import model_infos
@@ -137,10 +136,21 @@ def test_preflight_and_listings_know_depth_models(tmp_path, tiny, monkeypatch):
     assert rows["pydnet-plusplus-litert"]["runtime"] == "litert" and rows["midas-v21"]["depth_kind"] == "disparity"
     ds = {r["name"]: r for r in dataset_infos()}
     assert ds["kitti-eigen"]["tasks"] == "depth" and ds["cityscapes-depth"]["tasks"].startswith("depth+segmentation")
-    out = subprocess.run([sys.executable, "-m", "harness", "models"], capture_output=True, text=True, cwd=ROOT,
-                         timeout=120)
-    header = out.stdout.splitlines()[0].split()
+    from harness.cli import main
+
+    assert main(["models"]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split()
     assert header[:2] == ["name", "task"] and "depth_kind" in header
+
+
+def test_eval_scores_a_depth_model(tiny, capsys):
+    from harness.cli import main
+
+    assert main(["eval", str(tiny["depth"]), "synthetic-depth", "--limit", "1"]) == 0
+    metrics = json.loads(capsys.readouterr().out)["metrics"]
+    assert metrics["num_images"] == 1 and metrics["protocol"]["alignment"] == "lstsq_disparity"
+    assert main(["eval", str(tiny["seg"]), "kitti-eigen"]) == 2
+    assert "scores depth only" in capsys.readouterr().err
 
 
 def test_a_mixed_matrix_measures_both_tasks_in_process(tmp_path, tiny):
@@ -233,3 +243,36 @@ def test_compare_judges_depth_cells_by_their_own_checks(tmp_path):
     worse = compare_runs(load_run(base), load_run(cur))
     failed = {f.metric for f in worse.findings if f.regression}
     assert failed == {"abs_rel", "d1"}
+
+
+def test_nyu_labeled_gives_both_tasks_metrics_on_the_same_images(tmp_path, tiny):
+    """NYU-Depth-v2 labeled (.mat layout with the 40-class mapping): a segmentation cell (a 40-class model)
+    and a depth cell read the same test images; the segmentation figures equal numpy over its predictions."""
+    pytest.importorskip("h5py", reason="the labeled .mat needs h5py (pip install 'segbench[depth]')")
+    from depth_layouts import write_nyu_mat
+
+    from harness.cell import run_cell
+
+    write_nyu_mat(tmp_path / "nyu")
+    seg40 = save_tiny_segformer(tmp_path / "seg40", num_labels=40)
+    options = {"class_mapping": "classMapping40.mat"}
+    suite = {"name": "nyu", "models": [str(seg40), str(tiny["depth"])],
+             "datasets": [{"name": "nyu-depth-v2-labeled", "root": str(tmp_path / "nyu"), "split": "test",
+                           "options": options}],
+             "depth": {"crop": None},  # the written maps are 48x64: no room for the Eigen crop
+             "measure": {"latency": False, "flops": False, "stages": False, "samples": 0}}
+    seg_cell, depth_cell = load_suite(write(tmp_path, suite)).cells()
+    assert (seg_cell.task, depth_cell.task) == ("segmentation", "depth")
+    seg, dep = run_cell(seg_cell, tmp_path / "run"), run_cell(depth_cell, tmp_path / "run")
+    assert seg.status == dep.status == "ok", (seg.error, dep.error)
+    assert seg.provenance.data["files"] == dep.provenance.data["files"]
+    assert seg.accuracy.metrics["num_images"] == dep.accuracy.metrics["num_images"] == 2
+    ds = harness.load_dataset("nyu-depth-v2-labeled", root=str(tmp_path / "nyu"), split="test", **options)
+    model = harness.load_model(str(seg40))
+    samples = [ds.load(i) for i in range(len(ds))]
+    pred = np.concatenate([model.predict([s.image])[0].ravel() for s in samples])
+    label = np.concatenate([s.label.ravel() for s in samples])
+    keep = label != 255
+    assert seg.accuracy.metrics["aAcc"] == pytest.approx(float(np.mean(pred[keep] == label[keep])), abs=1e-12)
+    assert dep.provenance.data["depth"]["default_crop"] == "eigen" and dep.accuracy.metrics["protocol"]["crop"] is None
+    assert dep.accuracy.metrics["protocol"]["sources"]["crop"] == "suite"

@@ -179,9 +179,15 @@ class DepthEngine:
         import numpy as np
         import torch
 
+        from harness.errors import ConfigError
+
         for pred, target in zip(preds, targets, strict=True):
             t = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))
-            self.metrics.update(pred.float(), t, self._masks(tuple(t.shape)))
+            try:
+                self.metrics.update(pred.float(), t, self._masks(tuple(t.shape)))
+            except ValueError as e:  # a crop that does not fit the maps, a prediction of the wrong shape
+                raise ConfigError(f"depth metrics of a {t.shape[0]}x{t.shape[1]} ground truth: {e} (set the "
+                                  "suite's depth.crop, null for none, or check the dataset)") from None
 
     def reduce(self, placement) -> None:
         """Sum the state (float64 sums) over the placement's processes."""
