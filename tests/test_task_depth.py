@@ -233,3 +233,24 @@ def test_sample_pictures_show_the_aligned_prediction(tmp_path):
     assert set(out) == {"id", "image", "label", "pred", "error"}
     for k in ("image", "label", "pred", "error"):
         assert Image.open(tmp_path / out[k]).size == (64, 48)
+
+
+def test_metric_bars_keep_cells_of_one_model_on_several_folders_apart():
+    from pathlib import Path
+
+    from harness.report.rows import all_rows
+    from harness.results import load_run
+
+    base = Path(__file__).resolve().parents[1] / "results" / "baselines" / "depth-real-samples-cpu"
+    if not base.is_dir():
+        pytest.skip("the committed depth baseline is not present")
+    run = load_run(base)
+    pairs = [(row, run.cells[row["cell_id"]]) for row in all_rows([run])]
+    abs_rel, d1 = task.report_panels(pairs)
+    (bars,) = abs_rel["data"]
+    assert sorted(bars["x"]) == ["pydnet-plusplus-litert · fp32 · eigen 10 m", "pydnet-plusplus-litert · fp32 · eigen 8 m",
+                                 "pydnet-plusplus-litert · fp32 · garg 80 m"]
+    assert sorted(bars["y"]) == sorted(c.accuracy.metrics["abs_rel"] for c in run.cells.values())
+    assert max(d1["data"][0]["y"]) == pytest.approx(100 * max(c.accuracy.metrics["d1"] for c in run.cells.values()))
+    html, warnings = task.report_qualitative([run])
+    assert "garg" in html and "lstsq" in html and not warnings  # the protocol table; no samples, no warning

@@ -14,28 +14,44 @@ from html import escape as E
 
 import numpy as np
 
-from harness.report.plots import _layout, _ok
+from harness.report.plots import _layout
 from harness.report.qualitative import MAX_SAMPLES, _open, _thumb_size, cell_label, data_uri, resolve_inside
 
 PROTOCOL_FIELDS = (("alignment", "alignment"), ("crop", "crop"), ("min_depth", "min (m)"), ("max_depth", "max (m)"),
                    ("reduction", "mean over"), ("flip", "flip"), ("predict_crop", "predict crop"))
 
 
-def _name(row: dict, rows: list[dict]) -> str:
-    """A bar's label: model · precision (· run when the rows come from several runs); datasets are series."""
-    return f"{row['model']} · {row['precision']}" + (f" · {row['run']}" if len({r['run'] for r in rows}) > 1 else "")
+def _names(pairs: list) -> dict[str, str]:
+    """cell id -> a bar's label: model · precision (· run with several runs); cells that would share a
+    label within a dataset (e.g. one model on several folders of ``rgbd-folder``) add their crop and range."""
+    several_runs = len({row["run"] for row, _ in pairs}) > 1
+    base = {row["cell_id"]: f"{row['model']} · {row['precision']}" + (f" · {row['run']}" if several_runs else "")
+            for row, _ in pairs}
+    count: dict[tuple[str, str], int] = defaultdict(int)
+    for row, _ in pairs:
+        count[(str(row["dataset"]), base[row["cell_id"]])] += 1
+    out = {}
+    for row, cell in pairs:
+        label = base[row["cell_id"]]
+        if count[(str(row["dataset"]), label)] > 1:
+            proto = (cell.accuracy.metrics or {}).get("protocol") or {}
+            label += f" · {proto.get('crop') or 'no crop'} {proto.get('max_depth', '?'):g} m" \
+                if isinstance(proto.get("max_depth"), (int, float)) else f" · {row['cell_id'][-8:]}"
+        out[row["cell_id"]] = label
+    return out
 
 
-def _bars(rows: list[dict], key: str, published: str, title: str, ytitle: str, scale: float) -> dict | None:
-    ok = _ok(rows, key)
+def _bars(pairs: list, key: str, published: str, title: str, ytitle: str, scale: float) -> dict | None:
+    ok = [(row, cell) for row, cell in pairs if row["status"] == "ok" and row.get(key) is not None]
     if not ok:
         return None
+    names = _names(ok)
     by_dataset: dict[str, dict[str, float]] = defaultdict(dict)
     refs: dict[str, dict[str, float]] = defaultdict(dict)
-    for r in ok:
-        by_dataset[str(r["dataset"])][_name(r, ok)] = scale * r[key]
+    for r, _ in ok:
+        by_dataset[str(r["dataset"])][names[r["cell_id"]]] = scale * r[key]
         if r.get(published) is not None:
-            refs[str(r["dataset"])][_name(r, ok)] = scale * r[published]
+            refs[str(r["dataset"])][names[r["cell_id"]]] = scale * r[published]
     data = [{"type": "bar", "name": ds, "x": list(v), "y": list(v.values())} for ds, v in by_dataset.items()]
     data += [{"type": "scatter", "mode": "markers", "name": f"published · {ds}", "x": list(v), "y": list(v.values()),
               "marker": {"symbol": "x", "size": 11, "color": "#222"}} for ds, v in refs.items()]
@@ -44,9 +60,8 @@ def _bars(rows: list[dict], key: str, published: str, title: str, ytitle: str, s
 
 def metric_bars(pairs: list) -> list[dict]:
     """AbsRel and δ1 (%) per depth cell, one bar series per dataset, published figures as markers."""
-    rows = [row for row, _ in pairs]
-    specs = [_bars(rows, "abs_rel", "published_abs_rel", "Depth: AbsRel by model (lower is better)", "AbsRel", 1.0),
-             _bars(rows, "d1", "published_d1", "Depth: δ1 by model (higher is better)", "δ1 (%)", 100.0)]
+    specs = [_bars(pairs, "abs_rel", "published_abs_rel", "Depth: AbsRel by model (lower is better)", "AbsRel", 1.0),
+             _bars(pairs, "d1", "published_d1", "Depth: δ1 by model (higher is better)", "δ1 (%)", 100.0)]
     return [s for s in specs if s]
 
 
