@@ -137,11 +137,13 @@ class Suite:
         d = self.data
         cells: list[Cell] = []
         seen: set[str] = set()
-        for m, ds, dev, prec, amp, bs, rt, var, proto in itertools.product(
-            d["models"], d["datasets"], d["devices"], d["precisions"], d["amp"], d["batch_sizes"],
-            d["runtimes"], d["variants"], d["protocols"],
+        pairs = {(i, j): pair_task(m["name"], m.get("task"), ds["name"], ds.get("options"))
+                 for i, m in enumerate(d["models"]) for j, ds in enumerate(d["datasets"])}
+        for (i, m), (j, ds), dev, prec, amp, bs, rt, var, proto in itertools.product(
+            enumerate(d["models"]), enumerate(d["datasets"]), d["devices"], d["precisions"], d["amp"],
+            d["batch_sizes"], d["runtimes"], d["variants"], d["protocols"],
         ):
-            task, reason = pair_task(m["name"], m.get("task"), ds["name"], ds.get("options"))
+            task, reason = pairs[(i, j)]
             if reason:
                 continue
             runtime = m.get("runtime") or runtime_for_task(m["name"], rt, task)
