@@ -1,8 +1,8 @@
-"""segbench: benchmark and evaluation harness for semantic segmentation.
+"""segbench: benchmark and evaluation harness for dense prediction (semantic segmentation, depth).
 
 The stable Python API::
 
-    harness.load_model(name_or_path, weights=None, device="cpu", precision="fp32")
+    harness.load_model(name_or_path, weights=None, device="cpu", precision="fp32", task="segmentation")
     harness.load_dataset(name, root=None, split="validation", **options)
     harness.SegmentationMetrics(num_classes, ignore_index=255)
     harness.DepthMetrics(min_depth=1e-3, max_depth=10.0, crop=None, alignment="none")

@@ -60,7 +60,7 @@ def skip_reason(cell: Cell) -> str | None:
         return "tf32 applies to CUDA matmuls only"
     reason = runtime_for(cell.model, cell.runtime).unsupported(
         device=cell.device, precision=cell.precision, protocol_mode=cell.protocol.get("mode", "whole"),
-        weights=cell.weights, compile=bool(cell.variant.get("compile")))
+        weights=cell.weights, compile=bool(cell.variant.get("compile")), task=cell.task)
     return f"unsupported: {reason}" if reason else None
 
 
@@ -86,6 +86,7 @@ def _measure(cell: Cell, run_dir: Path, result: CellResult, load_model, load_dat
     result.identity.protocol = stages.protocol_as_run(cell, model)
     dataset, result.provenance.data, described = stages.load_dataset(cell, load_dataset, module)
     result.provenance.class_names, result.provenance.palette = described.get("class_names"), described.get("palette")
+    result.provenance.data.update(described.get("data") or {})  # task-specific data facts (depth: range, crop)
     first, result.timing.first_inference_ms = stages.cold_start(model, dataset, cell)
     result.accuracy.note = stages.accuracy_note(model, cell)
     if result.accuracy.note is None:

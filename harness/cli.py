@@ -19,7 +19,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for c in cells:
             w = c.weights or "pretrained"
             print(f"{c.cell_id}\t{c.model}\t{w}\t{c.dataset}\t{c.device}\t{c.precision}/{c.amp}\t"
-                  f"batch {c.batch_size}\t{c.runtime}\t{c.protocol['mode']}\t{c.corruption_tag or 'clean'}")
+                  f"batch {c.batch_size}\t{c.runtime}\t{c.protocol['mode']}\t{c.task}\t{c.corruption_tag or 'clean'}")
+        _print_task_skips(args.suite)
         print(f"{len(cells)} cells", file=sys.stderr)
         return 0
     summary = run_suite(args.suite, out_dir=args.out, resume=args.resume, force=args.force,
@@ -39,6 +40,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def _print_task_skips(suite_path: str) -> None:
+    """The (model, dataset) pairs the suite leaves out because the dataset cannot score the model's task."""
+    from harness.suite import load_suite
+
+    for skip in load_suite(suite_path).task_skips():
+        print(f"not a cell: {skip['model']} x {skip['dataset']}: {skip['reason']}", file=sys.stderr)
+
+
 def _cmd_models(args: argparse.Namespace) -> int:
     from harness.models import model_infos
 
@@ -46,7 +55,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    cols = ("name", "family", "params", "input_size", "label_set", "runtime", "weights_from", "present")
+    cols = ("name", "task", "family", "params", "input_size", "label_set", "depth_kind", "runtime", "weights_from",
+            "present")
     _print_table(rows, cols)
     return 0
 
@@ -58,7 +68,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=1, default=str))
         return 0
-    _print_table(rows, ("name", "num_classes", "ignore_index", "label_set", "root", "found"))
+    _print_table(rows, ("name", "tasks", "num_classes", "ignore_index", "label_set", "root", "found"))
     return 0
 
 
@@ -89,13 +99,20 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from harness.cell import run_cell
     from harness.suite import DEFAULT_MEASURE, DEFAULT_PROTOCOL, Cell
+    from harness.tasks.assign import pair_task, runtime_for_task
 
     measure = dict(DEFAULT_MEASURE, latency=False, samples=0, num_workers=args.workers,
                    on_bad_sample=args.on_bad_sample)
+    task, reason = pair_task(args.model, args.task, args.dataset, {})
+    if reason:
+        print(f"segbench eval: {reason}", file=sys.stderr)
+        return 2
+    protocol = dict(DEFAULT_PROTOCOL, upsample=args.upsample) if task == "segmentation" else {"mode": "whole"}
     cell = Cell(model=args.model, weights=args.weights, dataset=args.dataset, dataset_root=args.root,
                 dataset_split=args.split, dataset_limit=args.limit, dataset_options={}, device=args.device,
-                precision=args.precision, amp="autocast", batch_size=args.batch_size, runtime=args.runtime,
-                variant={}, protocol=dict(DEFAULT_PROTOCOL, upsample=args.upsample), measure=measure)
+                precision=args.precision, amp="autocast", batch_size=args.batch_size,
+                runtime=runtime_for_task(args.model, args.runtime, task), variant={}, protocol=protocol,
+                measure=measure, task=task)
     with tempfile.TemporaryDirectory() as tmp:
         result = run_cell(cell, Path(tmp))
     if result.status != "ok":
@@ -161,6 +178,8 @@ def _add_eval(sub) -> None:
     e.add_argument("--device", default="cpu")
     e.add_argument("--precision", default="fp32")
     e.add_argument("--runtime", default="pytorch")
+    e.add_argument("--task", default=None, choices=("segmentation", "depth"),
+                   help="the model's task (default: from the model's registry or config, else the dataset's)")
     e.add_argument("--batch-size", type=int, default=1)
     e.add_argument("--workers", type=int, default=0)
     e.add_argument("--upsample", default="bilinear", choices=("bilinear", "bicubic"))

@@ -9,17 +9,19 @@ from harness.suite import Cell
 
 
 def missing_weights(cell: Cell) -> str | None:
-    """Why the cell's weights are not available locally (None when they are, or when random)."""
+    """Why the cell's weights are not available locally (None when they are, or when random); the
+    runtime's module asks the registry of the cell's task (depth: ``missing_depth_weights``)."""
     from harness.runtimes import runtime_for
 
-    return runtime_for(cell.model, cell.runtime).implementation().missing_weights(cell.model, cell.weights)
+    module = runtime_for(cell.model, cell.runtime).implementation()
+    return module.missing_weights(cell.model, cell.weights, cell.task)
 
 
 def missing_data(cell: Cell) -> str | None:
     """Why the cell's dataset root is not there (None when it is, or for generated data)."""
     from harness.data import DATASETS, default_root
 
-    if cell.dataset == "synthetic" or cell.dataset not in DATASETS:
+    if cell.dataset not in DATASETS or not DATASETS[cell.dataset].extra.get("needs_root", cell.dataset != "synthetic"):
         return None
     root = Path(cell.dataset_root) if cell.dataset_root else default_root(cell.dataset)
     if root is None:

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-DISPLAYS = ("pct", "ms", "num", "int", "mib", "m")
+DISPLAYS = ("pct", "ms", "num", "int", "mib", "m", "f3")
 """How a value is shown: ``pct`` a fraction as %, ``ms``/``num`` one decimal (two below 10), ``int``,
-``mib`` no decimal, ``m`` millions."""
+``mib`` no decimal, ``m`` millions, ``f3`` three decimals (depth errors: AbsRel 0.109, RMSE 0.357 m)."""
 
 CHECK_KINDS = ("drop", "growth", "growth_beyond_noise")
 

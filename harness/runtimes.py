@@ -9,11 +9,15 @@ names a runtime of its own.
 Each runtime's module (``harness.models.<module>``, imported only when it is used) provides:
 
 - ``load(name_or_path, *, weights, device, precision, amp, upsample, channels_last, compile,
-  attn_implementation, trust_remote_code, **options)`` -> a model adapter;
-- ``missing_weights(name_or_path, weights)`` -> why the weights are not available locally, or None;
-- ``model_infos()`` -> rows for ``segbench models`` (may be empty);
-- ``check_name(name_or_path)`` -> raise ConfigError when the name can be neither a registered
-  model, a hub id nor a path (used by the suite validator, before anything is loaded).
+  attn_implementation, trust_remote_code, task="segmentation", **options)`` -> a model adapter of
+  the task (a :class:`harness.models.base.SegmentationModel`, or a
+  :class:`harness.models.depth_base.DepthModel` for ``task="depth"``);
+- ``missing_weights(name_or_path, weights, task="segmentation")`` -> why the weights are not
+  available locally, or None;
+- ``model_infos()`` -> rows for ``segbench models`` (may be empty), each with its ``task``;
+- ``check_name(name_or_path, task="segmentation")`` -> raise ConfigError when the name can be
+  neither a registered model of the task, a hub id nor a path (used by the suite validator,
+  before anything is loaded).
 
 Adding a runtime: its module, and one :class:`Runtime` entry below.
 """
@@ -36,6 +40,7 @@ _DEVICE_NAMES = {"cpu": "the CPU", "cuda": "CUDA", "mps": "MPS"}
 class Runtime:
     """What a runtime is and supports. Unsupported combinations are skipped (not failed) with a reason.
 
+    ``tasks``: the tasks whose models it runs (a cell of another task is skipped with the reason).
     ``file_suffixes`` / ``name_suffixes``: a model path or registry name ending so belongs to this
     runtime whatever the suite's ``runtimes`` axis says. ``precision_note`` says what the runtime
     runs when it refuses a precision; ``protocol_note`` why it refuses resizing protocols.
@@ -46,6 +51,7 @@ class Runtime:
     description: str
     module: str
     extra: str | None
+    tasks: tuple[str, ...] = ("segmentation", "depth")
     devices: tuple[str, ...] = DEVICE_TYPES
     precisions: tuple[str, ...] = PRECISIONS
     protocols: tuple[str, ...] = PROTOCOL_MODES
@@ -63,8 +69,10 @@ class Runtime:
         return bool(suffixes) and name_or_path.endswith(suffixes)
 
     def unsupported(self, device: str = "cpu", precision: str = "fp32", protocol_mode: str = "whole",
-                    weights: str | None = None, compile: bool = False) -> str | None:
+                    weights: str | None = None, compile: bool = False, task: str = "segmentation") -> str | None:
         """Why this runtime cannot run the combination (a sentence), or None when it can."""
+        if task not in self.tasks:
+            return f"{self.label} runs {' and '.join(self.tasks)} models; task {task!r} is not supported"
         device_type = device.split(":")[0]
         if device_type not in self.devices:
             where = " and ".join(_DEVICE_NAMES[d] for d in self.devices)
@@ -99,10 +107,11 @@ RUNTIMES: dict[str, Runtime] = {r.name: r for r in (
     Runtime("pytorch", "PyTorch", "transformers and torchvision modules run eagerly (or compiled)",
             "harness.models.pytorch", None, applies_precision=True),
     Runtime("onnxruntime", "ONNX Runtime", "an ONNX export of the PyTorch model, cached, parity-checked",
-            "harness.models.onnx", "onnx", devices=("cpu", "cuda"), precisions=("fp32",), protocols=("whole",),
+            "harness.models.onnx", "onnx", tasks=("segmentation",), devices=("cpu", "cuda"), precisions=("fp32",),
+            protocols=("whole",),
             compile=False, precision_note="the fp32 export",
             protocol_note="the ONNX export has a fixed image size (only the batch axis is dynamic)"),
-    Runtime("litert", "LiteRT", "TFLite files through ai-edge-litert (quantized models, label maps)",
+    Runtime("litert", "LiteRT", "TFLite files through ai-edge-litert (quantized segmentation models, depth networks)",
             "harness.models.litert", "litert", devices=("cpu",), precisions=("fp32",), protocols=("whole",),
             file_suffixes=(".tflite",), name_suffixes=("-litert",), random_weights=False, compile=False,
             precision_note="the model as stored (quantized)",

@@ -29,9 +29,10 @@ def load_model(cell: Cell, loader, task_module) -> tuple[object, float, Provenan
     """The model adapter, its load time (s), its provenance (with the task's published reference for
     it), its parameter count and weight MiB."""
     t0 = time.perf_counter()
+    task = {"task": cell.task} if cell.task != "segmentation" else {}
     model = loader(cell.model, weights=cell.weights, device=cell.device, precision=cell.precision, amp=cell.amp,
                    upsample=cell.protocol.get("upsample", "bilinear"), runtime=cell.runtime,
-                   trust_remote_code=cell.trust_remote_code, **cell.variant, **cell.model_options)
+                   trust_remote_code=cell.trust_remote_code, **task, **cell.variant, **cell.model_options)
     seconds = time.perf_counter() - t0
     provenance = Provenance(family=model.family, weights=model.weights, input_size=list(model.input_size),
                             published=task_module.published(cell, model), parity=getattr(model, "parity", None))
@@ -153,14 +154,19 @@ class AccuracyOutcome:
     input_digest: str | None = None  # sha256 over the corrupted input images (corrupted cells only)
 
 
-def make_engine(task_module, model, dataset, cell: Cell):
-    """The task's metric engine; a task whose ``make_engine`` takes ``measure`` gets the cell's
-    measure settings (e.g. segmentation's boundary and calibration switches)."""
-    import inspect
+def prediction_protocol(cell: Cell, task_module) -> dict | None:
+    """The protocol the cell predicts each image under, or None when whole batches go through the model's
+    forward and postprocess: the task's ``prediction_protocol(cell)`` when it has one (depth: flip,
+    KITTI kb crop), else the cell's protocol unless its mode is ``whole``."""
+    own = getattr(task_module, "prediction_protocol", None)
+    if own is not None:
+        return own(cell)
+    return None if cell.protocol.get("mode", "whole") == "whole" else cell.protocol
 
-    if "measure" in inspect.signature(task_module.make_engine).parameters:
-        return task_module.make_engine(model, dataset, cell.seed, measure=cell.measure)
-    return task_module.make_engine(model, dataset, cell.seed)
+
+def make_engine(task_module, model, dataset, cell: Cell):
+    """The task's metric engine for the cell (its seed, measure switches and task settings)."""
+    return task_module.make_engine(model, dataset, cell.seed, cell=cell)
 
 
 def _predict(model, batch, cell: Cell, task_module, clock: _StageClock, engine, targets) -> list[torch.Tensor]:
@@ -169,13 +175,14 @@ def _predict(model, batch, cell: Cell, task_module, clock: _StageClock, engine, 
     An engine with a ``postprocess(model, outputs, sizes, targets)`` method makes the label maps itself
     (the same maps as ``model.postprocess``), so statistics that need the resized outputs (segmentation's
     calibration) share its one resize."""
-    if cell.protocol.get("mode", "whole") == "whole":
+    protocol = prediction_protocol(cell, task_module)
+    if protocol is None:
         outputs = clock.run("forward", model.forward, batch.pixel_values)
         post = getattr(engine, "postprocess", None)
         if post is not None:
             return clock.run("postprocess", post, model, outputs, batch.sizes, targets)
         return clock.run("postprocess", model.postprocess, outputs, batch.sizes)
-    return clock.run("forward", lambda ims: [task_module.predict_with_protocol(model, im, cell.protocol)
+    return clock.run("forward", lambda ims: [task_module.predict_with_protocol(model, im, protocol)
                                              for im in ims], batch.images)
 
 
@@ -187,7 +194,7 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
     from harness.data.loader import make_loader
 
     engine = make_engine(task_module, model, dataset, cell)
-    whole = cell.protocol.get("mode", "whole") == "whole"
+    whole = prediction_protocol(cell, task_module) is None
     loader = make_loader(share, batch_size=cell.batch_size, num_workers=cell.measure["num_workers"],
                          preprocess=model.preprocessor if whole else None,
                          on_bad_sample=cell.measure["on_bad_sample"], corruption=cell.corruption)
@@ -299,9 +306,11 @@ def stage_latency(model, dataset, cell: Cell, task_module, forward_ms: dict | No
     post = lat.time_iterations(lambda o: model.postprocess(o, sizes), [out], warmup=1, iters=iters,
                                device=model.device)
 
+    protocol = prediction_protocol(cell, task_module)
+
     def end_to_end(ims):
-        if cell.protocol.get("mode", "whole") != "whole":
-            return [task_module.predict_with_protocol(model, im, cell.protocol).cpu() for im in ims]
+        if protocol is not None:
+            return [task_module.predict_with_protocol(model, im, protocol).cpu() for im in ims]
         return [p.cpu() for p in model.postprocess(model.forward(model.preprocess(ims)), sizes)]
 
     e2e = lat.time_iterations(end_to_end, [images], warmup=1, iters=iters, device=model.device)

@@ -3,6 +3,8 @@
 A suite names models, datasets, devices, precisions, batch sizes, runtimes and variants;
 the cartesian product of those axes is the set of cells, trimmed by ``include`` (keep only
 cells matching one of its entries) and ``exclude`` (drop cells matching one of its entries).
+Each (model, dataset) pair is a cell of one task (:mod:`harness.tasks.assign`); a pair whose
+dataset cannot score the model's task is left out and listed by :meth:`Suite.task_skips`.
 Every error names the file, the key path, the bad value and what is allowed.
 """
 
@@ -21,6 +23,7 @@ import yaml
 from harness.errors import ConfigError, did_you_mean
 from harness.runtimes import PROTOCOL_MODES, RUNTIMES, runtime_for
 from harness.settings import AMP_MODES, PRECISIONS, UPSAMPLE_MODES
+from harness.tasks.assign import check_declared, model_task, pair_task, runtime_for_task
 
 BAD_SAMPLE_POLICIES = ("error", "skip")
 DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
@@ -31,8 +34,8 @@ LIMITS = {"warmup": 10_000, "iters": 100_000, "batch_size": 4096, "timeout_s": 7
           "samples": 64, "num_workers": 64, "repeat": 100, "max_warmup": 100_000}
 
 TOP_KEYS = ("extends", "name", "description", "models", "datasets", "devices", "precisions", "amp", "batch_sizes",
-            "runtimes", "variants", "protocol", "measure", "include", "exclude", "seed", "corruptions")
-MODEL_KEYS = ("name", "weights", "label", "runtime", "options", "trust_remote_code")
+            "runtimes", "variants", "protocol", "measure", "include", "exclude", "seed", "corruptions", "depth")
+MODEL_KEYS = ("name", "weights", "label", "runtime", "options", "trust_remote_code", "task")
 DATASET_KEYS = ("name", "root", "split", "limit", "options")
 VARIANT_KEYS = ("channels_last", "compile", "attn_implementation")
 PROTOCOL_KEYS = ("mode", "upsample", "crop_size", "stride", "scales", "flip", "resize", "merge", "base_size")
@@ -44,7 +47,8 @@ MEASURE_KEYS = ("warmup", "iters", "min_time_s", "accuracy", "latency", "timeout
                 "num_workers", "on_bad_sample", "repeat", "flops", "stages", "warmup_cv", "max_warmup",
                 "allow_large", "boundary", "calibration", "boundary_dilation_ratio", "trimap_widths",
                 "calibration_bins")
-FILTER_KEYS = ("model", "dataset", "device", "precision", "amp", "batch_size", "runtime", "protocol", "corruption")
+FILTER_KEYS = ("model", "dataset", "device", "precision", "amp", "batch_size", "runtime", "protocol", "corruption",
+               "task")
 
 DEFAULT_PROTOCOL = {"mode": "whole", "upsample": "bilinear"}
 DEFAULT_MEASURE = {"warmup": 2, "iters": 10, "min_time_s": 0.0, "accuracy": True, "latency": True,
@@ -78,6 +82,7 @@ class Cell:
     trust_remote_code: bool = False
     seed: int = 0
     task: str = "segmentation"
+    task_options: dict = field(default_factory=dict)  # the task's suite settings (depth: the `depth:` section)
     corruption: dict | None = None  # {name, severity, seed} of the input corruption; None: clean images
 
     @property
@@ -102,8 +107,9 @@ class Cell:
     def identity(self) -> dict:
         """The fields that make two cells the same measurement (used for ids, resume, compare).
 
-        The task appears only when it is not segmentation and the corruption only when one is set, so
-        segmentation cells of clean images keep the ids they had before tasks and corruptions existed."""
+        The task (and its settings, when set) appears only when it is not segmentation and the corruption
+        only when one is set, so segmentation cells of clean images keep the ids they had before tasks and
+        corruptions existed."""
         ident = {
             "model": self.model, "weights": self.weights, "dataset": self.dataset,
             "dataset_split": self.dataset_split, "dataset_limit": self.dataset_limit,
@@ -113,6 +119,8 @@ class Cell:
         }
         if self.task != "segmentation":
             ident["task"] = self.task
+        if self.task_options:
+            ident["task_options"] = self.task_options
         if self.corruption is not None:
             ident["corruption"] = dict(self.corruption)
         return ident
@@ -141,22 +149,30 @@ class Suite:
         return self.data["name"]
 
     def cells(self) -> list[Cell]:
-        """Expand the matrix into cells, apply include/exclude, drop duplicates (order kept)."""
+        """Expand the matrix into cells, apply include/exclude, drop duplicates (order kept).
+
+        Pairs whose dataset cannot score the model's task are left out (see :meth:`task_skips`)."""
         d = self.data
         cells: list[Cell] = []
         seen: set[str] = set()
-        for m, ds, dev, prec, amp, bs, rt, var, proto in itertools.product(
-            d["models"], d["datasets"], d["devices"], d["precisions"], d["amp"], d["batch_sizes"],
-            d["runtimes"], d["variants"], d["protocols"],
+        pairs = {(i, j): pair_task(m["name"], m.get("task"), ds["name"], ds.get("options"))
+                 for i, m in enumerate(d["models"]) for j, ds in enumerate(d["datasets"])}
+        for (i, m), (j, ds), dev, prec, amp, bs, rt, var, proto in itertools.product(
+            enumerate(d["models"]), enumerate(d["datasets"]), d["devices"], d["precisions"], d["amp"],
+            d["batch_sizes"], d["runtimes"], d["variants"], d["protocols"],
         ):
-            runtime = m.get("runtime") or runtime_for(m["name"], rt).name
+            task, reason = pairs[(i, j)]
+            if reason:
+                continue
+            runtime = m.get("runtime") or runtime_for_task(m["name"], rt, task)
             cell = Cell(
                 model=m["name"], weights=m["weights"], model_label=m.get("label"),
                 model_options=m.get("options") or {}, trust_remote_code=bool(m.get("trust_remote_code")),
                 dataset=ds["name"], dataset_root=ds.get("root"), dataset_split=ds["split"],
                 dataset_limit=ds.get("limit"), dataset_options=ds.get("options") or {},
                 device=dev, precision=prec, amp=amp, batch_size=bs, runtime=runtime, variant=var,
-                protocol=dict(proto), measure=dict(d["measure"]), seed=d["seed"],
+                protocol=_task_protocol(proto, task), measure=dict(d["measure"]), seed=d["seed"],
+                task=task, task_options=dict(d.get(task) or {}),
             )
             for point in corruption_points(cell, d.get("corruptions")):
                 row = _filter_row(point, m, ds)
@@ -169,6 +185,23 @@ class Suite:
                 seen.add(point.cell_id)
                 cells.append(point)
         return cells
+
+    def task_skips(self) -> list[dict]:
+        """The (model, dataset) pairs left out of the matrix because the dataset cannot score the model's
+        task: ``[{model, dataset, task, reason}]``, each pair once."""
+        out = []
+        for m, ds in itertools.product(self.data["models"], self.data["datasets"]):
+            task, reason = pair_task(m["name"], m.get("task"), ds["name"], ds.get("options"))
+            if reason:
+                out.append({"model": m.get("label") or m["name"], "dataset": ds["name"], "task": task,
+                            "reason": reason})
+        return out
+
+
+def _task_protocol(protocol: dict, task: str) -> dict:
+    """The protocol of a cell of ``task``: ``upsample`` (how segmentation logits are resized) only for
+    segmentation; other tasks' models resize as their own post-processing does (recorded as run)."""
+    return dict(protocol) if task == "segmentation" else {k: v for k, v in protocol.items() if k != "upsample"}
 
 
 CORRUPTED_MEASURE = {"latency": False, "stages": False, "flops": False}
@@ -201,7 +234,7 @@ def _slug(text: str) -> str:
 
 
 def _filter_row(cell: Cell, model: dict, dataset: dict) -> dict:
-    return {"model": {model["name"], model.get("label") or model["name"]},
+    return {"model": {model["name"], model.get("label") or model["name"]}, "task": {cell.task},
             "dataset": {dataset["name"]}, "device": {cell.device}, "precision": {cell.precision},
             "amp": {cell.amp}, "batch_size": {str(cell.batch_size)}, "runtime": {cell.runtime},
             "protocol": {cell.protocol.get("mode", "whole")},
@@ -291,10 +324,17 @@ def _model_entry(v: _Validator, entry: Any, i: int) -> dict:
         raise v.fail(f"{key}.label", f"expected a display name (string), got {_show(entry['label'])}")
     if not isinstance(entry.get("trust_remote_code", False), bool):
         raise v.fail(f"{key}.trust_remote_code", f"expected true or false, got {_show(entry['trust_remote_code'])}")
-    _check_model_name(v, entry["name"], entry.get("runtime"), f"{key}.name")
-    return {"name": entry["name"], "weights": weights, "label": entry.get("label"),
-            "runtime": entry.get("runtime"), "options": entry.get("options") or {},
-            "trust_remote_code": entry.get("trust_remote_code", False)}
+    try:
+        check_declared(entry.get("task"), f"{key}.task")
+    except ConfigError as e:
+        raise ConfigError(f"{v.path}: {e}") from None
+    _check_model_name(v, entry["name"], entry.get("runtime"), f"{key}.name", model_task(entry["name"], entry.get("task")))
+    out = {"name": entry["name"], "weights": weights, "label": entry.get("label"),
+           "runtime": entry.get("runtime"), "options": entry.get("options") or {},
+           "trust_remote_code": entry.get("trust_remote_code", False)}
+    if entry.get("task") is not None:
+        out["task"] = entry["task"]
+    return out
 
 
 def _dataset_entry(v: _Validator, entry: Any, i: int) -> dict:
@@ -327,16 +367,21 @@ def _dataset_names() -> tuple[str, ...]:
     return tuple(DATASETS)
 
 
-def _check_model_name(v: _Validator, name: str, runtime: str | None, key: str) -> None:
-    """The runtime that would load ``name`` says whether it can be a model (registry name, hub id, path)."""
+def _check_model_name(v: _Validator, name: str, runtime: str | None, key: str, task: str | None) -> None:
+    """The runtime that would load ``name`` says whether it can be a model of ``task`` (registry name,
+    hub id, path); a model whose task only its datasets will tell (None) may be one of any task."""
     try:
         module = runtime_for(name, runtime or "pytorch").implementation()
     except ConfigError:  # the runtime's extra is not installed: preflight and the cell say so
         return
-    try:
-        module.check_name(name)
-    except ConfigError as e:
-        raise v.fail(key, str(e)) from None
+    errors = []
+    for t in [task] if task else ["segmentation", "depth"]:
+        try:
+            module.check_name(name, t)
+            return
+        except ConfigError as e:
+            errors.append(str(e))
+    raise v.fail(key, errors[0])
 
 
 def _with_defaults(v: _Validator, value: Any, defaults: dict, keys: tuple[str, ...], where: str) -> dict:
@@ -510,6 +555,40 @@ def _corruptions(v: _Validator, value: Any, models: list[dict], measure: dict) -
             "clean": any(p.clean for p in axis.points), "seed": axis.seed, "reference": reference}
 
 
+def _depth(v: _Validator, value: Any) -> dict:
+    """The ``depth:`` section: settings of the depth cells (docs/DEPTH.md "Running depth suites"), only
+    the keys set (each becomes part of the depth cells' identity; the others come from the dataset and
+    the model at run time)."""
+    from harness.depth.align import ALIGNMENTS
+    from harness.depth.crops import check_crop
+    from harness.depth.metrics import REDUCTIONS
+    from harness.tasks.depth import PREDICT_CROPS, SETTINGS_KEYS, SILOG_FORMS
+
+    if value is None:
+        return {}
+    d = dict(v.keys(value, SETTINGS_KEYS, "depth"))
+    choices = {"alignment": ALIGNMENTS, "silog": tuple(SILOG_FORMS), "reduction": REDUCTIONS,
+               "predict_crop": (None, *PREDICT_CROPS)}
+    for k, allowed in choices.items():
+        if k in d and d[k] not in allowed:
+            raise v.fail(f"depth.{k}", f"{d[k]!r} is not allowed; allowed: {', '.join(map(str, allowed))}")
+    if "crop" in d:
+        try:
+            check_crop(d["crop"])
+        except ValueError as e:
+            raise v.fail("depth.crop", str(e)) from None
+    if "flip" in d and not isinstance(d["flip"], bool):
+        raise v.fail("depth.flip", f"expected true or false, got {_show(d['flip'])}")
+    for k in ("min_depth", "max_depth"):
+        if k in d:
+            v.number(d[k], f"depth.{k}", 0, float("inf"))
+    if "min_depth" in d and "max_depth" in d and not d["min_depth"] < d["max_depth"]:
+        raise v.fail("depth", f"min_depth {d['min_depth']} must be below max_depth {d['max_depth']} (metres)")
+    if "min_valid_pixels" in d:
+        v.number(d["min_valid_pixels"], "depth.min_valid_pixels", 1, 10**9, integer=True)
+    return d
+
+
 def _filters(v: _Validator, value: Any, key: str) -> list[dict]:
     if value is None:
         return []
@@ -571,6 +650,7 @@ def validate(data: Any, path: Path) -> dict:
         "include": _filters(v, data.get("include"), "include"),
         "exclude": _filters(v, data.get("exclude"), "exclude"),
         "seed": v.number(data.get("seed", 0), "seed", 0, 2**31 - 1, integer=True),
+        "depth": _depth(v, data.get("depth")),
     }
     if not isinstance(out["description"], str):
         raise v.fail("description", f"expected a string, got {_show(out['description'])}")
@@ -583,7 +663,7 @@ def validate(data: Any, path: Path) -> dict:
 
 
 MAX_EXTENDS_DEPTH = 8
-MERGED_SECTIONS = ("measure", "protocol")  # merged key by key; every other key is replaced
+MERGED_SECTIONS = ("measure", "protocol", "depth")  # merged key by key; every other key is replaced
 
 
 def _read_yaml(path: Path) -> tuple[Any, bytes]:
@@ -637,5 +717,8 @@ def load_suite(path: str | Path) -> Suite:
     digest = hashlib.sha256(b"".join(base_raws + [raw])).hexdigest()
     suite = Suite(path=path, data=validate(data, path), sha256=digest)
     if not suite.cells():
+        skips = suite.task_skips()
+        if len(skips) == len(suite.data["models"]) * len(suite.data["datasets"]):
+            raise ConfigError(f"{path}: no (model, dataset) pair can be scored: " + "; ".join(s["reason"] for s in skips))
         raise ConfigError(f"{path}: include/exclude leave no cell to run")
     return suite

@@ -88,7 +88,11 @@ def anchor_zoedepth(pred2d: np.ndarray, gt2d: np.ndarray, lo: float, hi: float, 
     p[np.isnan(p)] = lo
     g = np.asarray(gt2d, dtype=np.float32)
     valid = (g > lo) & (g < hi) & (box_mask(g.shape, box) if box is not None else True)
-    g, p = g[valid], p[valid]
+    return zoedepth_compute_errors(g[valid], p[valid])
+
+
+def zoedepth_compute_errors(g: np.ndarray, p: np.ndarray) -> dict:
+    """ZoeDepth's ``compute_errors`` on compacted ground truth and prediction (1-D arrays)."""
     thresh = np.maximum(g / p, p / g)
     err = np.log(p) - np.log(g)
     return {"d1": (thresh < 1.25).mean(), "d2": (thresh < 1.25**2).mean(), "d3": (thresh < 1.25**3).mean(),
@@ -96,6 +100,30 @@ def anchor_zoedepth(pred2d: np.ndarray, gt2d: np.ndarray, lo: float, hi: float, 
             "rmse": np.sqrt(((g - p) ** 2).mean()), "rmse_log": np.sqrt(((np.log(g) - np.log(p)) ** 2).mean()),
             "silog": np.sqrt(np.mean(err**2) - np.mean(err) ** 2) * 100,
             "log10": np.abs(np.log10(g) - np.log10(p)).mean()}
+
+
+def zoedepth_compute_metrics(gt: torch.Tensor, pred: torch.Tensor, lo: float, hi: float, crop: str) -> dict:
+    """ZoeDepth's per-image evaluation as it runs (``zoedepth/utils/misc.py: compute_metrics``): ``pred``
+    (1, 1, h, w) interpolated bilinearly (align_corners=True) to the ground truth's size when they
+    differ, both to numpy, the prediction clipped by boolean assignment, a float64 crop mask built
+    and combined with the valid mask, the pixels compacted and ``compute_errors`` run on them."""
+    if gt.shape[-2:] != pred.shape[-2:]:
+        pred = torch.nn.functional.interpolate(pred, gt.shape[-2:], mode="bilinear", align_corners=True)
+    p = pred.squeeze().cpu().numpy()
+    p[p < lo] = lo
+    p[p > hi] = hi
+    p[np.isinf(p)] = hi
+    p[np.isnan(p)] = lo
+    g = gt.squeeze().cpu().numpy()
+    valid = np.logical_and(g > lo, g < hi)
+    h, w = g.shape
+    eval_mask = np.zeros(valid.shape)
+    if crop == "garg":
+        eval_mask[int(0.40810811 * h):int(0.99189189 * h), int(0.03594771 * w):int(0.96405229 * w)] = 1
+    else:  # eigen on NYU
+        eval_mask[45:471, 41:601] = 1
+    valid = np.logical_and(valid, eval_mask)
+    return zoedepth_compute_errors(g[valid], p[valid])
 
 
 def anchor_marigold(pred: torch.Tensor, gt: torch.Tensor, valid: torch.Tensor) -> dict:

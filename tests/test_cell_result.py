@@ -10,14 +10,18 @@ import numpy as np
 import pytest
 
 from harness.cell_result import SCHEMA_VERSION, Accuracy, CellResult
+from harness.depth import DepthMetrics
 from harness.migrate import migrate
 from harness.models.base import SegmentationModel
-from harness.quantities import all_quantities, by_key, checks
+from harness.quantities import DISPLAYS, all_quantities, by_key, checks
 from harness.results import load_run, read_json
 from harness.runtimes import RUNTIMES, get_runtime, runtime_for
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = sorted((ROOT / "results" / "baselines").glob("*/run.json"))
+# the baselines written before schema 2 (the migration's test data); later ones are schema 2
+SCHEMA1_BASELINES = [p for p in BASELINES
+                     if json.loads(next((p.parent / "cells").glob("*.json")).read_text())["schema_version"] == 1]
 # schema-1 key -> dotted path in a schema-2 CellResult (what the migration promises)
 V1_PATHS = {"model": "identity.model", "dataset": "identity.dataset", "device": "identity.device",
             "precision": "identity.precision", "batch_size": "identity.batch_size", "runtime": "identity.runtime",
@@ -35,7 +39,7 @@ def _as_plain(value):
     return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
-@pytest.mark.parametrize("run_json", BASELINES, ids=lambda p: p.parent.name)
+@pytest.mark.parametrize("run_json", SCHEMA1_BASELINES, ids=lambda p: p.parent.name)
 def test_committed_baselines_migrate_without_losing_a_value(run_json):
     run = load_run(run_json.parent)
     assert run.cells and not run.missing
@@ -88,18 +92,20 @@ def test_every_quantity_is_declared_once_and_resolves_on_a_real_result():
     aliases = [a for q in qs for a in q.aliases]
     assert len(set(aliases)) == len(aliases) and not set(aliases) & {q.key for q in qs}
     cells = [c for run in BASELINES for c in load_run(run.parent).cells.values() if c.ok]
-    engine = CellResult(cell_id="e", accuracy=Accuracy(metrics=json.loads(json.dumps(_engine_metrics()))))
+    seg = CellResult(cell_id="e", accuracy=Accuracy(metrics=json.loads(json.dumps(_engine_metrics()))))
+    depth = CellResult(cell_id="d", accuracy=Accuracy(metrics=json.loads(json.dumps(DepthMetrics().compute()))))
+    engines = {"segmentation": seg, "depth": depth}
     for q in qs:
-        assert q.display in ("pct", "ms", "num", "int", "mib", "m") and q.better in ("max", "min", None)
+        assert q.display in DISPLAYS and q.better in ("max", "min", None)
         assert (q.path is None) == (q.derive is not None), q.key
         if q.path and q.path.startswith("accuracy.metrics."):
-            assert q.raw(engine) is not None, q.key  # the engine computes it (read back from JSON)
+            assert q.raw(engines[q.task]) is not None, q.key  # its engine computes it (read back from JSON)
         elif q.path and not q.key.startswith(("gpu", "published")):  # no GPU and no reference in the baselines
             assert any(q.raw(c) is not None for c in cells), q.key  # the path names a value real results hold
     assert by_key()["latency"].key == "latency_p50"
     assert {k: c.default for k, c in checks().items()} == {
-        "max_miou_drop": 0.005, "max_aacc_drop": 0.005, "max_mbiou_drop": None, "max_slowdown": 0.10,
-        "max_memory_growth": 0.10}
+        "max_miou_drop": 0.005, "max_aacc_drop": 0.005, "max_mbiou_drop": None, "max_abs_rel_growth": 0.02,
+        "max_rmse_growth": 0.02, "max_d1_drop": 0.005, "max_slowdown": 0.10, "max_memory_growth": 0.10}
 
 
 def _engine_metrics() -> dict:

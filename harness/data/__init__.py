@@ -68,7 +68,8 @@ DATASETS: dict[str, DatasetInfo] = {
                           "images/NAME.jpg + masks/NAME.png + classes.txt", extra={"label_set": None}),
     "synthetic-depth": DatasetInfo("synthetic-depth", "seeded synthetic room scenes with metric depth (offline, CI)",
                                    0, 255, None, "(generated; no files)",
-                                   extra={"task": "depth", "needs_root": False, "label_set": None}),
+                                   extra={"task": "depth", "needs_root": False, "label_set": None,
+                                          "labels_when": "num_classes"}),
     "nyu-depth-v2": DatasetInfo("nyu-depth-v2", "NYU-Depth-v2 test, BTS official_splits layout (654 with the BTS list)",
                                 0, 255, "nyu_depth_v2/official_splits/test",
                                 "<scene>/rgb_XXXXX.jpg + <scene>/sync_depth_XXXXX.png (mm); list_file", ("test",),
@@ -76,7 +77,8 @@ DATASETS: dict[str, DatasetInfo] = {
     "nyu-depth-v2-labeled": DatasetInfo("nyu-depth-v2-labeled", "NYU-Depth-v2 labeled .mat (h5py), official split, "
                                         "depth + optional 40-class labels", 0, 255, "nyu_depth_v2",
                                         "nyu_depth_v2_labeled.mat + splits.mat [+ classMapping40.mat]",
-                                        ("test", "train", "all"), {"task": "depth", "label_set": "nyu40"}),
+                                        ("test", "train", "all"), {"task": "depth", "label_set": "nyu40",
+                                                                   "labels_when": "class_mapping"}),
     "kitti-eigen": DatasetInfo("kitti-eigen", "KITTI Eigen test split: raw images + annotated depth (652 of 697)",
                                0, 255, "kitti", "<date>/<drive>/image_02/data/*.png + <drive>/proj_depth/groundtruth/"
                                "image_02/*.png; list_file", ("test",), {"task": "depth", "label_set": None}),
@@ -96,7 +98,8 @@ DATASETS: dict[str, DatasetInfo] = {
                                     "labels of the same images", 19, 255, "cityscapes",
                                     "leftImg8bit/{split}/{city}/*_leftImg8bit.png + disparity/.../*_disparity.png + "
                                     "camera/.../*_camera.json [+ gtFine/.../*_gtFine_labelIds.png]",
-                                    ("val", "train", "test"), {"task": "depth", "label_set": "cityscapes"}),
+                                    ("val", "train", "test"), {"task": "depth", "label_set": "cityscapes",
+                                                                  "labels_when": "labels"}),
 }
 
 
@@ -157,6 +160,13 @@ def load_dataset(name: str, root: str | None = None, split: str = "validation", 
     return cls(root=root, split=split, limit=limit, shard=shard, **options)
 
 
+def _tasks_text(info: DatasetInfo) -> str:
+    """The tasks a dataset scores, e.g. ``depth`` or ``depth+segmentation (with class_mapping)``."""
+    primary = info.extra.get("task", "segmentation")
+    option = info.extra.get("labels_when")
+    return primary if option is None else f"{primary}+segmentation (with {option})"
+
+
 def dataset_infos() -> list[dict]:
     """One row per registered dataset for ``segbench datasets``: what it is, where it is looked for, found or not."""
     rows = []
@@ -165,6 +175,7 @@ def dataset_infos() -> list[dict]:
         rows.append({"name": name, "description": info.description, "num_classes": info.num_classes or None,
                      "ignore_index": info.ignore_index, "label_set": info.extra.get("label_set"),
                      "task": info.extra.get("task", "segmentation"),
+                     "tasks": _tasks_text(info),
                      "root": str(root) if root else "-", "layout": info.layout, "splits": list(info.splits),
                      "options": options_of(name),
                      "found": (root.exists() if root else not info.extra.get("needs_root", name != "synthetic"))})

@@ -32,9 +32,10 @@ and ``load_state_tensor()``, or ``merge()``, as :class:`harness.metrics.Segmenta
 
 Speed. On CUDA (any non-CPU device) the batch is processed by whole-tensor torch kernels on the
 prediction's device and the state stays there. On the CPU each image's crop goes through numpy
-in one thread, with invalid pixels zeroed by one multiplication rather than compacted by boolean
-indexing, one logarithm per pixel (``log1p((p - g) / g)``) instead of six, sums as BLAS dot
-products, and thresholds compared on |r|. docs/PERFORMANCE.md has the figures.
+in one thread, in blocks of rows: invalid pixels are zeroed by one multiplication (a block with at
+most :data:`SPARSE_SHARE` of its pixels evaluated, e.g. KITTI's semi-dense ground truth, is
+compacted first instead), one logarithm per pixel (``log1p((p - g) / g)``) instead of six, sums as
+BLAS dot products, and thresholds compared on |r|. docs/PERFORMANCE.md has the figures.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ LN_125 = math.log(1.25)
 _PENDING = 64
 # Pixels per CPU block: a few float32 buffers of this size stay in a core's L2 cache.
 _BLOCK = 1 << 16
+# A block with at most this share of evaluated pixels is compacted first (fewer passes over fewer pixels).
+SPARSE_SHARE = 0.5
 
 _I_IMAGES = 0
 _I_IMAGE = slice(1, 1 + len(METRICS))
@@ -161,23 +164,37 @@ class _NumpyKernel:
         np.logical_and(v, t, out=v)
         if m is not None:
             np.logical_and(v, m.reshape(-1), out=v)
+        n = int(np.count_nonzero(v))
+        if n <= SPARSE_SHARE * k:  # sparse ground truth (KITTI: ~20% valid): compact, then n-long passes
+            idx = np.flatnonzero(v)
+            pn = np.take(pc, idx, out=self.f[2][:n])
+            gn = np.take(gc, idx, out=self.f[3][:n])
+            dn, en, rn = self.f[0][:n], self.f[1][:n], self.f[4][:n]
+            np.subtract(pn, gn, out=dn)
+            np.divide(dn, gn, out=en)
+            np.log1p(en, out=rn)
+            return self._sums(dn, en, rn, n, 0, t[:n], pn)
         np.subtract(pc, gc, out=d)
         np.multiply(d, v, out=d)  # 0 outside the evaluated pixels, so e = r = 0 there
         np.divide(d, gc, out=e)
         np.log1p(e, out=r)  # r = ln(p / g)
-        n = np.count_nonzero(v)
-        ones = self.ones[:k]
+        return self._sums(d, e, r, n, k - n, t, pc)
+
+    def _sums(self, d, e, r, n: int, outside: int, t, scratch) -> np.ndarray:
+        """The raw sums from the differences ``d``, relative errors ``e`` and log ratios ``r`` (zero at the
+        ``outside`` pixels that are not evaluated); ``t`` and ``scratch`` are free buffers of their length."""
+        dt = self.dtype.type
+        ones = self.ones[:d.size]
         out = np.empty(len(RAW), dtype=np.float64)
         out[0] = n
         out[2] = np.dot(d, e)
         out[3] = np.dot(d, d)
         out[4] = np.dot(r, ones)
         out[5] = np.dot(r, r)
-        out[1] = np.dot(np.abs(e, out=pc), ones)
+        out[1] = np.dot(np.abs(e, out=scratch), ones)
         ar = np.abs(r, out=r)
         out[6] = np.dot(ar, ones)
-        outside = k - n  # r = 0 there: below every threshold
-        for j, c in enumerate((LN_125, 2 * LN_125, 3 * LN_125)):
+        for j, c in enumerate((LN_125, 2 * LN_125, 3 * LN_125)):  # outside pixels have r = 0: below every one
             out[7 + j] = np.count_nonzero(np.less(ar, dt(c), out=t)) - outside
         return out
 

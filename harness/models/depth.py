@@ -27,7 +27,8 @@ from harness.models.depth_registry import (
     spec_for_checkpoint,
 )
 
-__all__ = ["load_depth_model", "depth_model_infos", "missing_depth_weights", "DepthModel", "DEPTH_MODELS"]
+__all__ = ["load_depth_model", "depth_model_infos", "missing_depth_weights", "check_depth_name", "DepthModel",
+           "DEPTH_MODELS"]
 
 RUNTIMES = ("pytorch", "litert")
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".safetensors")
@@ -95,6 +96,17 @@ def load_depth_model(name_or_path: str, weights: str | None = None, device: str 
 
     return load_hf_depth_model(name, spec, weights=weights, attn_implementation=attn_implementation,
                                trust_remote_code=trust_remote_code, **options, **adapter)
+
+
+def check_depth_name(name: str) -> None:
+    """ConfigError when ``name`` is neither a depth registry name or alias, a hub id (owner/name), a path
+    nor a checkpoint or .tflite file name (checked before anything is loaded)."""
+    looks_like_path = name.startswith((".", "/", "~")) or Path(name).exists()
+    if resolve_depth(name) is None and not looks_like_path and "/" not in name \
+            and not name.endswith((*CHECKPOINT_SUFFIXES, ".tflite")):
+        raise ConfigError(f"unknown depth model {name!r}{did_you_mean(name, [*DEPTH_MODELS, *DEPTH_ALIASES])}: not "
+                          f"in the depth registry ({', '.join(DEPTH_MODELS)}), not a local directory and not a hub "
+                          "id (owner/name)")
 
 
 def missing_depth_weights(name_or_path: str, weights: str | None = None) -> str | None:

@@ -138,6 +138,12 @@ class DepthModel:
                 "max_depth": self.max_depth, "resize": self.resize_mode, "input_size": list(self.input_size),
                 "preprocess": describe() if callable(describe) else None, **self.protocol_extra()}
 
+    @property
+    def protocol_note(self) -> dict:
+        """What a cell's protocol records as run: the resize of the prediction to the image
+        (``upsample``: this model's own post-processing mode, not a suite setting)."""
+        return {"upsample": self.resize_mode}
+
     def protocol_extra(self) -> dict:
         """Model-specific protocol settings (ZoeDepth's flip, Depth Pro's field of view...)."""
         return {}

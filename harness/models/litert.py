@@ -292,24 +292,50 @@ def litert_model_infos() -> list[dict]:
 
 def load(name_or_path: str, weights: str | None = None, device: str = "cpu", precision: str = "fp32",
          upsample: str = "bilinear", amp: str = "autocast", channels_last: bool = False, compile: bool = False,
-         attn_implementation: str | None = None, trust_remote_code: bool = False, **options) -> LiteRTModel:
-    """The runtime entry (see :mod:`harness.runtimes`): :func:`load_litert_model`; PyTorch-only
-    settings (amp, channels_last, attention, remote code) do not apply to a stored TFLite graph."""
+         attn_implementation: str | None = None, trust_remote_code: bool = False, task: str = "segmentation",
+         **options) -> LiteRTModel:
+    """The runtime entry (see :mod:`harness.runtimes`): :func:`load_litert_model`, or for ``task="depth"``
+    :func:`harness.models.depth_litert.load_litert_depth_model`; PyTorch-only settings (amp,
+    channels_last, attention, remote code) do not apply to a stored TFLite graph."""
     extra = {"weights": weights} if weights is not None else {}
+    if task == "depth":
+        from harness.models.depth import load_depth_model
+
+        return load_depth_model(name_or_path, device=device, precision=precision, runtime="litert", **extra, **options)
     return load_litert_model(name_or_path, device=device, precision=precision, upsample=upsample, **extra, **options)
 
 
-def check_name(name: str) -> None:
-    """ConfigError when ``name`` is neither a registered LiteRT model nor a .tflite path."""
+def _depth_entry(name: str):
+    """The LiteRT entry of the depth registry registered as ``name`` (or an alias), else None."""
+    from harness.models.depth_registry import resolve_depth
+
+    spec = resolve_depth(name)
+    return spec if spec is not None and spec.builder == "litert" else None
+
+
+def check_name(name: str, task: str = "segmentation") -> None:
+    """ConfigError when ``name`` is neither a registered LiteRT model (of the task) nor a .tflite path."""
+    if task == "depth":
+        if _depth_entry(name) is None and not name.endswith(".tflite"):
+            from harness.models.depth_registry import DEPTH_MODELS
+
+            litert = [n for n, s in DEPTH_MODELS.items() if s.builder == "litert"]
+            raise ConfigError(f"unknown LiteRT depth model {name!r}; registered: {', '.join(litert)}, or a path "
+                              "to a .tflite file")
+        return
     if name not in LITERT_MODELS and not name.endswith(".tflite"):
         raise ConfigError(f"unknown LiteRT model {name!r}{did_you_mean(name, LITERT_MODELS)}; registered: "
                           f"{', '.join(LITERT_MODELS)}, or a path to a .tflite file")
 
 
-def missing_weights(name: str, weights: str | None = None) -> str | None:
+def missing_weights(name: str, weights: str | None = None, task: str = "segmentation") -> str | None:
     """Why the .tflite file of ``name`` is not available (None when it is)."""
     if weights is not None and weights != "random":
         return None if Path(weights).exists() else f"weights path {weights} does not exist"
+    if task == "depth" and _depth_entry(name) is not None:
+        from harness.models.depth import missing_depth_weights
+
+        return missing_depth_weights(name)
     spec = LITERT_MODELS.get(name)
     if spec is None:
         return None if Path(name).is_file() else f"{name} does not exist"
@@ -319,4 +345,9 @@ def missing_weights(name: str, weights: str | None = None) -> str | None:
     return None
 
 
-model_infos = litert_model_infos
+def model_infos() -> list[dict]:
+    """The registered LiteRT segmentation models, then the depth registry's LiteRT entries."""
+    from harness.models.depth import depth_model_infos
+
+    rows = [{**r, "task": "segmentation"} for r in litert_model_infos()]
+    return rows + [r for r in depth_model_infos() if r["runtime"] == "litert"]

@@ -232,11 +232,14 @@ def load_onnx_model(torch_model: SegmentationModel, opset: int = 17, cache_dir: 
 
 def load(name_or_path: str, weights: str | None = None, device: str = "cpu", precision: str = "fp32",
          amp: str = "autocast", upsample: str = "bilinear", channels_last: bool = False, compile: bool = False,
-         attn_implementation: str | None = None, trust_remote_code: bool = False, **options) -> OnnxModel:
+         attn_implementation: str | None = None, trust_remote_code: bool = False, task: str = "segmentation",
+         **options) -> OnnxModel:
     """The runtime entry (see :mod:`harness.runtimes`): the PyTorch adapter, exported; ``options``
-    go to :func:`load_onnx_model`."""
+    go to :func:`load_onnx_model`. Segmentation models only (the export and its parity check read logits)."""
     from harness.models import pytorch
+    from harness.runtimes import RUNTIMES
 
+    RUNTIMES["onnxruntime"].check(task=task)
     torch_model = pytorch.load(name_or_path, weights=weights, device=device, precision=precision, amp=amp,
                                upsample=upsample, channels_last=channels_last,
                                attn_implementation=attn_implementation, trust_remote_code=trust_remote_code)
@@ -248,15 +251,15 @@ def model_infos() -> list[dict]:
     return []
 
 
-def check_name(name: str) -> None:
+def check_name(name: str, task: str = "segmentation") -> None:
     """The names the PyTorch runtime accepts."""
     from harness.models.pytorch import check_name as pytorch_check
 
-    pytorch_check(name)
+    pytorch_check(name, task)
 
 
-def missing_weights(name: str, weights: str | None = None) -> str | None:
+def missing_weights(name: str, weights: str | None = None, task: str = "segmentation") -> str | None:
     """The PyTorch model's weights, which the export is made from."""
     from harness.models.pytorch import missing_weights as pytorch_missing
 
-    return pytorch_missing(name, weights)
+    return pytorch_missing(name, weights, task)

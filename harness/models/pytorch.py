@@ -2,8 +2,9 @@
 
 A torchvision registry entry goes to :mod:`harness.models.torchvision_models` (the ``vision``
 extra); anything else (registry name, hub id, save_pretrained directory, original checkpoint
-file given as ``weights``) to :mod:`harness.models.hf`. See :mod:`harness.runtimes` for the
-functions every runtime module provides.
+file given as ``weights``) to :mod:`harness.models.hf`; ``task="depth"`` to
+:func:`harness.models.depth.load_depth_model`. See :mod:`harness.runtimes` for the functions
+every runtime module provides.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ def looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or Path(name).exists()
 
 
-def check_name(name: str) -> None:
-    """ConfigError when ``name`` is neither a registry name, a hub id (owner/name) nor a path."""
+def check_name(name: str, task: str = "segmentation") -> None:
+    """ConfigError when ``name`` is neither a registry name (of the task), a hub id (owner/name) nor a path."""
+    if task == "depth":
+        from harness.models.depth import check_depth_name
+
+        return check_depth_name(name)
     if resolve(name) is None and not looks_like_path(name) and "/" not in name:
         raise ConfigError(f"unknown model {name!r}{did_you_mean(name, [*MODELS, *ALIASES])}: not in the registry "
                           f"({', '.join(MODELS)}), not a local directory and not a hub id (owner/name)")
@@ -35,12 +40,21 @@ OPTIONS = ("preprocessing",)
 
 def load(name_or_path: str, weights: str | None = None, device: str = "cpu", precision: str = "fp32",
          amp: str = "autocast", upsample: str = "bilinear", channels_last: bool = False, compile: bool = False,
-         attn_implementation: str | None = None, trust_remote_code: bool = False, **options) -> SegmentationModel:
+         attn_implementation: str | None = None, trust_remote_code: bool = False, task: str = "segmentation",
+         **options) -> SegmentationModel:
     """A PyTorch adapter for ``name_or_path`` (see :func:`harness.models.load_model` for the arguments).
 
     Option ``preprocessing``: ``processor`` (the model's own image processor, default) or, for DPT,
     ``dpt-original`` (the original inference transform: aspect kept, 480, multiple of 32, bicubic).
-    """
+    ``task="depth"``: a depth adapter; ``upsample`` does not apply (a depth model resizes its prediction
+    as its own post-processing does) and ``options`` are the depth loader's."""
+    if task == "depth":
+        from harness.models.depth import load_depth_model
+
+        return load_depth_model(name_or_path, weights=weights, device=device, precision=precision, amp=amp,
+                                runtime="pytorch", channels_last=channels_last, compile=compile,
+                                attn_implementation=attn_implementation, trust_remote_code=trust_remote_code,
+                                **options)
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         raise ConfigError(f"model {name_or_path!r}: unknown option(s) {', '.join(unknown)} (the PyTorch runtime "
@@ -100,17 +114,25 @@ def _registry_missing(spec: ModelSpec) -> str | None:
     return None
 
 
-def missing_weights(name_or_path: str, weights: str | None = None) -> str | None:
+def missing_weights(name_or_path: str, weights: str | None = None, task: str = "segmentation") -> str | None:
     """Why the weights of ``name_or_path`` are not available locally (None when they are).
 
     For preflight checks: nothing is loaded and nothing is downloaded. ``weights="random"`` or an
-    existing path is always available; an unknown name gives None (the load reports it).
+    existing path is always available; an unknown name gives None (the load reports it). Depth
+    models: :func:`harness.models.depth.missing_depth_weights` (hub ids not in the depth registry
+    are looked up in the cache as here).
     """
+    if task == "depth":
+        from harness.models.depth import missing_depth_weights
+        from harness.models.depth_registry import resolve_depth
+
+        if resolve_depth(name_or_path) is not None or weights is not None:
+            return missing_depth_weights(name_or_path, weights)
     if weights == "random":
         return None
     if weights is not None:
         return None if Path(weights).exists() else f"weights path {weights} does not exist"
-    spec = resolve(name_or_path)
+    spec = resolve(name_or_path) if task != "depth" else None
     if spec is not None:
         return _registry_missing(spec)
     if Path(name_or_path).is_dir() or "/" not in name_or_path or name_or_path.startswith((".", "/")):
@@ -153,9 +175,10 @@ def count_params(name: str) -> int | None:
 def model_infos() -> list[dict]:
     """One row per registered PyTorch model for ``segbench models``.
 
-    Keys: name, family, params (count), input_size [H, W] pixels, label_set, runtime,
+    Keys: name, task, family, params (count), input_size [H, W] pixels, label_set, runtime,
     weights_from (hub id or where weights come from), present (weights in the local cache;
-    None when unknown), description, aliases.
+    None when unknown), description, aliases; then the depth registry's PyTorch models
+    (:func:`harness.models.depth.depth_model_infos`).
     """
     aliases: dict[str, list[str]] = {}
     for alias, target in ALIASES.items():
@@ -163,8 +186,10 @@ def model_infos() -> list[dict]:
     rows = []
     for spec in MODELS.values():
         source = "torchvision (vision extra)" if spec.kind == "torchvision" else spec.hub_id or "checkpoint file"
-        rows.append({"name": spec.name, "family": spec.family, "params": param_count(spec.name),
+        rows.append({"name": spec.name, "task": "segmentation", "family": spec.family, "params": param_count(spec.name),
                      "input_size": list(spec.input_size), "label_set": spec.label_set, "runtime": "pytorch",
                      "hub_id": spec.hub_id, "weights_from": source, "present": _weights_present(spec),
                      "description": spec.description, "aliases": aliases.get(spec.name, [])})
-    return rows
+    from harness.models.depth import depth_model_infos
+
+    return rows + [r for r in depth_model_infos() if r["runtime"] == "pytorch"]

@@ -138,7 +138,7 @@ def add_parsers(sub) -> None:
                            help="judge timings even when a side's measurement was flagged (busy host, unstable, ...) "
                                 "or the runs ran on different hardware")
         else:
-            c.add_argument("--" + key.replace("_", "-"), type=float, dest=key, help=help_text)
+            c.add_argument("--" + key.replace("_", "-"), type=float, dest=key, help=help_text.replace("%", "%%"))
     c.add_argument("--format", choices=("markdown", "json"), default="markdown")
     c.add_argument("--out", help="write the summary to this file (e.g. $GITHUB_STEP_SUMMARY) instead of stdout")
     c.set_defaults(func=cmd_compare)

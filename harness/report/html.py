@@ -79,7 +79,7 @@ def _td(r: dict, c, best: dict[str, float]) -> str:
             lo, hi = r["mIoU_ci"]
             text += f" [{100 * lo:.1f}, {100 * hi:.1f}]"
             title = "95% bootstrap interval over images"
-        if c.key == "published_mIoU" and r.get("published_source"):
+        if c.key.startswith("published_") and r.get("published_source"):
             title = f"source: {r['published_source']}"
             if r.get("published_checkpoint"):
                 title += f"; checkpoint: {r['published_checkpoint']}"

@@ -104,10 +104,15 @@ IDENTITY_FIELDS = ("task", "model", "dataset", "device", "precision", "amp", "ba
 def identity_key(cell: CellResult, with_weights: bool = True) -> str:
     """The settings that make two cells comparable across runs (model, dataset, device, precision, amp,
     batch size, runtime, variant, protocol mode + upsampling, input corruption when set, weights
-    source), as a stable JSON string."""
+    source; for tasks other than segmentation also the task, dataset options and task settings), as a
+    stable JSON string."""
     ident = {k: getattr(cell.identity, k) for k in IDENTITY_FIELDS if k != "task"}
-    if cell.identity.task != "segmentation":
+    if cell.identity.task != "segmentation":  # (segmentation keys stay as they were before tasks)
         ident["task"] = cell.identity.task
+        settings = cell.identity.settings if isinstance(cell.identity.settings, dict) else {}
+        for k in ("dataset_options", "task_options"):  # e.g. two rgbd-folder roots, two alignments
+            if settings.get(k):
+                ident[k] = settings[k]
     if cell.identity.corruption is not None:
         ident["corruption"] = cell.corruption_tag
     ident["protocol"] = protocol_label(cell)
@@ -174,6 +179,8 @@ def _published_note(row: dict, cell: CellResult) -> str | None:
 
 def _reason(q: Quantity, row: dict, cell: CellResult) -> str:
     """Why quantity ``q`` of an ok cell has no value, in a few words."""
+    if q.task is not None and q.task != row.get("task"):
+        return "n/a"  # another task's quantity (a depth cell has no mIoU)
     note = cell.get(q.note) if q.note else None
     if isinstance(note, str) and note:
         return note.split(":")[0]
@@ -240,4 +247,6 @@ def fmt(value: float | str | None, kind: str, decimals: int = 1) -> str:
         return f"{value:.{decimals}f}" if value >= 1 else f"{value:.{decimals + 2}f}"
     if kind == "int":
         return str(int(value))
+    if kind == "f3":
+        return f"{value:.{max(decimals, 3)}f}"
     return str(value)

@@ -138,6 +138,8 @@ def _value_text(row: dict, key: str, decimals: int) -> tuple[str, str | None]:
     scale = 100.0 if col.kind == "pct" else 1.0
     if col.kind == "int":
         return str(int(v)), None
+    if col.kind == "f3":  # depth errors: at least three decimals, as the papers print them
+        decimals = max(decimals, 3)
     if col.kind == "mib":
         text = f"{v:.0f}"
     else:

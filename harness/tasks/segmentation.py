@@ -228,10 +228,12 @@ def calibration_unsupported(model) -> str | None:
     return reason
 
 
-def make_engine(model, dataset, seed: int = 0, measure: dict | None = None) -> SegmentationEngine:
-    """The engine for ``model`` on ``dataset``; ``measure`` (the suite's, defaults when None) switches
-    Boundary IoU (``boundary``, ``boundary_dilation_ratio``, ``trimap_widths``) and calibration
-    (``calibration``, ``calibration_bins``) on or off."""
+def make_engine(model, dataset, seed: int = 0, measure: dict | None = None, cell=None) -> SegmentationEngine:
+    """The engine for ``model`` on ``dataset``; ``measure`` (the suite's, or the ``cell``'s; defaults when
+    None) switches Boundary IoU (``boundary``, ``boundary_dilation_ratio``, ``trimap_widths``) and
+    calibration (``calibration``, ``calibration_bins``) on or off."""
+    if cell is not None:
+        measure = cell.measure
     from harness.boundary import BoundaryMetrics
     from harness.calibration import CalibrationMetrics
     from harness.suite import DEFAULT_MEASURE

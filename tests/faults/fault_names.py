@@ -18,9 +18,9 @@ def accept(setattr=setattr) -> None:
         if name != "tiny":
             check_dataset(name, options)
 
-    def name_check(name):
+    def name_check(name, task="segmentation"):
         if not name.startswith("fault-"):
-            check_name(name)
+            check_name(name, task)
 
     setattr(data, "check_dataset", dataset_check)
     setattr(pytorch, "check_name", name_check)
