@@ -135,6 +135,31 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_schema(args: argparse.Namespace) -> int:
+    """The JSON Schema of suite files (the file shipped in the package), on stdout or in ``--out``."""
+    from harness.suite_schema import SCHEMA_PATH, shipped_text
+
+    if args.path:
+        print(SCHEMA_PATH)
+        return 0
+    text = shipped_text()
+    if not args.out:
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _add_schema(sub) -> None:
+    s = sub.add_parser("schema", help="the JSON Schema of suite files, for editors (completion and checks)")
+    s.add_argument("--out", help="write it to this file instead of standard output")
+    s.add_argument("--path", action="store_true", help="print where the installed package keeps it")
+    s.set_defaults(func=_cmd_schema)
+
+
 def _add_run(sub) -> None:
     r = sub.add_parser("run", help="run a suite (one fresh process per cell)")
     r.add_argument("suite", help="suite YAML file, e.g. suites/default.yaml")
@@ -197,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=_cmd_datasets)
 
     _add_eval(sub)
+    _add_schema(sub)
 
     _add_regression_tools(sub)
     try:
