@@ -30,7 +30,7 @@ MAX_WIDTH = 100
 ELLIPSIS = "…"
 GAP = "  "
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
+_CODES = {"bold": "1", "dim": "2", "underline": "4", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
 
 
 def colour_enabled(stream: IO | None = None) -> bool:
@@ -131,10 +131,12 @@ def _fit(widths: list[int], mins: list[int], width: int) -> list[int]:
 
 
 def render_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int = MAX_WIDTH,
-                 style: Style | None = None, indent: str = "") -> list[str]:
+                 style: Style | None = None, indent: str = "",
+                 marks: dict[tuple[int, int], tuple[str, ...]] | None = None) -> list[str]:
     """Aligned lines of ``rows`` (strings) under ``columns``' headers (and a unit line when a column has
     a unit), every line at most ``width`` characters: the widest columns are cut first, values
-    truncated with an ellipsis; a table that still does not fit is cut at the right edge."""
+    truncated with an ellipsis; a table that still does not fit is cut at the right edge.
+    ``marks``: styles (``bold``, ``underline``, ...) of single cells, by (row index, column index)."""
     style = style or Style()
     heads = [c.header for c in columns]
     units = [c.unit for c in columns]
@@ -143,24 +145,45 @@ def render_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], width
     mins = [min(n, max(c.min_width, 1)) for n, c in zip(natural, columns, strict=True)]
     widths = _fit(natural, mins, width - len(indent))
 
-    def line(values: Sequence[str], raw: Sequence[str] | None = None, header: bool = False) -> str:
+    marks = marks or {}
+
+    def line(values: Sequence[str], row: int | None = None) -> str:
         parts = []
         for i, (v, w, c) in enumerate(zip(values, widths, columns, strict=True)):
             text = truncate(v, w)
             padded = text.rjust(w) if c.align == "right" else text.ljust(w)
-            if header:
+            if row is None:
                 padded = style.bold(padded)
-            elif c.paint is not None and raw is not None:
-                padded = c.paint(style, padded, raw[i])
+            elif c.paint is not None:
+                padded = c.paint(style, padded, values[i])
+            if row is not None and (row, i) in marks:
+                padded = style.paint(padded, *marks[(row, i)])
             parts.append(padded)
-        out = indent + GAP.join(parts)
-        return _cut(out.rstrip(), width)
+        return _cut((indent + GAP.join(parts)).rstrip(), width)
 
-    lines = [line(heads, header=True)]
+    lines = [line(heads)]
     if with_units:
-        lines.append(line(units, header=True))
-    lines += [line(r, r) for r in rows]
+        lines.append(line(units))
+    lines += [line(r, n) for n, r in enumerate(rows)]
     return lines
+
+
+def grouped_table(columns: Sequence[Column], groups: Sequence[tuple[str, Sequence[Sequence[str]]]],
+                  width: int = MAX_WIDTH, style: Style | None = None, indent: str = "  ",
+                  marks: dict[tuple[int, int], tuple[str, ...]] | None = None) -> list[str]:
+    """One table whose rows come in titled groups: the header once, then each group's title (whole,
+    wrapped; none when empty) above its rows, indented; every column aligned across the groups.
+    ``marks`` as :func:`render_table`'s, rows counted across the groups."""
+    style = style or Style()
+    rows = [r for _, group in groups for r in group]
+    lines = render_table(columns, rows, width, style, indent, marks)
+    n_head = len(lines) - len(rows)
+    out, i = lines[:n_head], n_head
+    for title, group in groups:
+        out += [style.bold(t) for t in wrap(title, width)] if title else []
+        out += lines[i:i + len(group)]
+        i += len(group)
+    return out
 
 
 def _cut(line: str, width: int) -> str:
@@ -194,6 +217,26 @@ def bullet_list(title: str, items: Sequence[str], width: int = MAX_WIDTH, limit:
 
 # --- output modes ------------------------------------------------------------------------------------
 
+def progress_enabled() -> bool:
+    """Whether progress bars are wanted: not under ``--quiet`` (``TQDM_DISABLE``, which tqdm also reads)."""
+    return os.environ.get("TQDM_DISABLE", "").lower() in ("", "0", "false")
+
+
+def silence_progress() -> None:
+    """``--quiet``: no progress bars here or in the cell processes this one starts (they inherit the
+    environment): tqdm's and the Hugging Face libraries' (weights loading, downloads)."""
+    os.environ["TQDM_DISABLE"] = "1"
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "huggingface_hub" in sys.modules:  # imported already: the environment is read at import
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+
+
+VERDICT_FORMATS = ("text", "markdown", "json")
+"""``--format`` of the verdict commands (compare, ab, history check)."""
+
+
 def add_output_options(parser: argparse.ArgumentParser, formats: Sequence[str] | None = None) -> None:
     """``--json`` and ``-q/--quiet`` (mutually exclusive), plus ``--format`` when ``formats`` is given
     (``--json`` is then the same as ``--format json``)."""
@@ -203,7 +246,7 @@ def add_output_options(parser: argparse.ArgumentParser, formats: Sequence[str] |
                    help="print nothing but errors (files are still written; the exit code is unchanged)")
     if formats:
         parser.add_argument("--format", choices=list(formats), default=None,
-                            help=f"{', '.join(formats)} (default: text on the terminal; markdown in --out)")
+                            help=f"{', '.join(formats)} (default: text on stdout, markdown in --out)")
 
 
 def mode(args: argparse.Namespace) -> str:
@@ -216,8 +259,11 @@ def mode(args: argparse.Namespace) -> str:
 
 
 def to_json(doc: Any) -> str:
-    """``doc`` as indented JSON (values JSON cannot hold written with ``str``)."""
-    return json.dumps(doc, indent=1, default=str)
+    """``doc`` as strict, indented JSON: NaN and infinities as null (as in result files), other values
+    JSON cannot hold (paths) as strings."""
+    from harness.results import _clean
+
+    return json.dumps(_clean(doc), indent=1, default=str, allow_nan=False)
 
 
 def emit(args: argparse.Namespace, doc: Any, human: Callable[[Style, int], list[str]]) -> None:
@@ -231,23 +277,36 @@ def emit(args: argparse.Namespace, doc: Any, human: Callable[[Style, int], list[
     sys.stdout.write("\n".join(human(for_stream(sys.stdout), output_width(sys.stdout))) + "\n")
 
 
-def emit_document(args: argparse.Namespace, doc: dict, human: Callable[[Style, int], list[str]],
-                  markdown: Callable[[], str], write: Callable[[str, str | None], None]) -> None:
+def write_file(text: str, out: str | os.PathLike) -> None:
+    """Write ``text`` to ``out``, its parent folders created."""
+    from pathlib import Path
+
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def emit_document(args: argparse.Namespace, name: str, doc: dict, human: Callable[[Style, int], list[str]],
+                  markdown: Callable[[], str]) -> None:
     """For commands with ``--format text|markdown|json`` and ``--out FILE`` (compare, ab, history check).
 
-    With ``--out`` the file gets the document (markdown unless ``--format``/``--json`` says otherwise)
-    and stdout the human summary (unless ``--quiet``). Without ``--out``, stdout gets the document
-    in the chosen format, human text by default.
+    Without ``--out``, stdout gets the document in the chosen format (human text by default). With
+    ``--out`` the file gets it (markdown unless ``--format``/``--json`` says otherwise, e.g. for
+    ``$GITHUB_STEP_SUMMARY``) and stderr one line with the verdict (unless ``--quiet``). ``name``:
+    the command, for that line.
     """
     fmt = "json" if getattr(args, "json", False) else (getattr(args, "format", None) or "")
     out = getattr(args, "out", None)
     if out:
-        text = to_json(doc) + "\n" if fmt == "json" else markdown() if fmt in ("", "markdown") else None
-        if text is None:
+        if fmt == "json":
+            text = to_json(doc) + "\n"
+        elif fmt == "text":
             text = "\n".join(human(Style(), MAX_WIDTH)) + "\n"
-        write(text, out)
+        else:
+            text = markdown()
+        write_file(text, out)
         if not getattr(args, "quiet", False):
-            sys.stdout.write("\n".join(human(for_stream(sys.stdout), output_width(sys.stdout))) + "\n")
+            print(f"segbench {name}: {doc.get('verdict')} (summary written to {out})", file=sys.stderr)
         return
     if getattr(args, "quiet", False):
         return

@@ -130,7 +130,10 @@ def test_cli_dry_run_lists_cells(tmp_path, faults):
     s = suite(tmp_path, ["fault-a", "fault-b"])
     out = subprocess.run([sys.executable, "-m", "harness", "run", "--dry-run", str(s)], capture_output=True,
                          text=True, check=True)
-    assert len(out.stdout.strip().splitlines()) == 2 and "2 cells" in out.stderr
+    assert out.stdout.startswith("2 cells in ") and "fault-a" in out.stdout and "fault-b" in out.stdout
+    listed = subprocess.run([sys.executable, "-m", "harness", "run", "--dry-run", "--json", str(s)],
+                            capture_output=True, text=True, check=True)
+    assert [c["model"] for c in json.loads(listed.stdout)] == ["fault-a", "fault-b"]
 
 
 def test_cli_bad_suite_is_a_clear_error(tmp_path):
