@@ -155,6 +155,41 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    """A commented starter suite for the given models and data folders (refuses to overwrite)."""
+    from harness.cli_output import Column as Col
+    from harness.cli_output import emit, render_table, wrap
+    from harness.init_suite import write_starter
+
+    doc = write_starter(args.out, args.models, args.data, force=args.force)
+
+    def human(style, width):
+        rows = [[d["name"], d["root"] or "-", d["split"] or "-", str(d["samples"] or "-")] for d in doc["datasets"]]
+        head = (f"wrote {doc['path']}: {len(doc['models'])} model(s) x {len(doc['datasets'])} dataset(s), "
+                f"{doc['cells']} cell(s)")
+        return ([style.bold(line) for line in wrap(head, width)] + [""]
+                + render_table([Col("dataset"), Col("root", min_width=20), Col("split"), Col("samples", align="right")],
+                               rows, width, style)
+                + ["", f"next: segbench run {doc['path']} --dry-run"])
+
+    emit(args, doc, human)
+    return 0
+
+
+def _add_init(sub) -> None:
+    from harness.init_suite import DEFAULT_OUT
+
+    i = sub.add_parser("init", help="write a commented starter suite for your models and data folders")
+    i.add_argument("--models", nargs="+", metavar="MODEL",
+                   help="registry names, hub ids or paths (default: the registry models found locally)")
+    i.add_argument("--data", nargs="+", metavar="DIR",
+                   help="data folders: known layouts are found in them (default: synthetic images)")
+    i.add_argument("--out", default=DEFAULT_OUT, help=f"the suite file to write (default: {DEFAULT_OUT})")
+    i.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    add_output_options(i)
+    i.set_defaults(func=_cmd_init)
+
+
 def _add_schema(sub) -> None:
     s = sub.add_parser("schema", help="the JSON Schema of suite files, for editors (completion and checks)")
     s.add_argument("--out", help="write it to this file instead of standard output")
@@ -229,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_eval(sub)
     _add_schema(sub)
+    _add_init(sub)
 
     _add_regression_tools(sub)
     try:

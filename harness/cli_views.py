@@ -154,7 +154,7 @@ def eval_lines(doc: dict, class_names: Sequence[str] | None, task: str, style: S
     skipped = data.get("skipped") or []
     metrics = doc.get("metrics") or {}
     images = metrics.get("num_images", data.get("num_samples"))
-    lines = [style.bold(truncate(f"{doc.get('model')} on {doc.get('dataset')}", width)),
+    lines = [*(style.bold(line) for line in wrap(f"{doc.get('model')} on {doc.get('dataset')}", width)),
              *wrap(f"weights: {weights_text(doc.get('weights'))}", width),
              f"images: {DASH if images is None else images}   skipped: {len(skipped)}", ""]
     if not metrics:
@@ -197,8 +197,8 @@ def dry_run_lines(cells: Sequence, suite_path: str, style: Style, width: int) ->
         if variants:
             row.append(",".join(f"{k}={v}" for k, v in sorted(c.variant.items())) or DASH)
         rows.append(row)
-    head = f"{len(cells)} cell{'s' * (len(cells) != 1)} in {suite_path} (nothing run; --json: each cell's settings)"
-    return [style.bold(truncate(head, width))] + render_table(cols, rows, width, style)
+    head = f"{len(cells)} cell{'s' * (len(cells) != 1)} in {suite_path} (not run)"
+    return [style.bold(line) for line in wrap(head, width)] + render_table(cols, rows, width, style)
 
 
 def _paint_status(style: Style, text: str, raw: str) -> str:
