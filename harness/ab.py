@@ -504,7 +504,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
     add_output_options(p, VERDICT_FORMATS)
     p.add_argument("--out", help="write the summary (markdown unless --format/--json) to this file, e.g. "
-                                 "$GITHUB_STEP_SUMMARY; the terminal still gets the human summary")
+                                 "$GITHUB_STEP_SUMMARY; stderr then gets one line with the verdict")
 
 
 def _sides(args: argparse.Namespace, work: Path):

@@ -321,3 +321,43 @@ def test_eval_json_is_the_content_it_printed_before(capsys, tiny_eval, tmp_path)
               "data": {k: d.get(k) for k in ("num_samples", "digest", "skipped")}}
     assert code == 0 and json.loads(raw) == json.loads(co.to_json(before))
     assert "NaN" not in raw and "mIoU_ci_note" in json.loads(raw)["metrics"]
+
+
+def test_every_command_has_a_help_page():
+    """``segbench COMMAND --help`` renders for every command (argparse formats help texts with %)."""
+    import argparse
+
+    from harness.cli import build_parser
+
+    def walk(parser: argparse.ArgumentParser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from walk(sub)
+
+    pages = [p.format_help() for p in walk(build_parser())]
+    assert len(pages) > 15 and all("usage:" in page for page in pages)
+    printing = ("run", "eval", "models", "datasets", "profile", "table", "compare", "merge", "init", "ab")
+    for page in pages:
+        name = page.split()[2] if page.startswith("usage: segbench ") else ""
+        if name in printing or page.startswith("usage: segbench history check"):
+            assert "--json" in page and "--quiet" in page, name
+
+
+def test_init_and_merge_output_fit(capsys, tmp_path, monkeypatch):
+    from layouts import write_ade20k, write_voc
+
+    monkeypatch.chdir(tmp_path)
+    write_ade20k(Path("data"), n=2)
+    write_voc(Path("data") / "voc", n=2)
+    code, out, _ = run_cli(capsys, "init", "--data", "data", "--models", "segformer-b0", "--out", "suites/mine.yaml")
+    assert code == 0 and out.startswith("wrote suites/mine.yaml: 1 model(s) x 2 dataset(s), 1 cell(s)")
+    assert_fits(out, "init")
+    assert "data/ADEChallengeData2016" in out and "data/voc/VOCdevkit/VOC2012" in out
+    run = write_run(Path("results") / "a", [make_cell("dpt-large", family="dpt")])
+    code, out, _ = run_cli(capsys, "merge", run, "--out", "results/merged")
+    assert code == 0 and out.startswith("merged 1 cells from 1 runs into results/merged")
+    assert_fits(out, "merge")
+    code, out, _ = run_cli(capsys, "merge", run, "--out", "results/merged2", "--json")
+    assert json.loads(out)["cells"] == 1

@@ -136,7 +136,7 @@ def add_parsers(sub) -> None:
     _filters(c)
     add_output_options(c, VERDICT_FORMATS)
     c.add_argument("--out", help="write the summary (markdown unless --format/--json) to this file, e.g. "
-                                 "$GITHUB_STEP_SUMMARY; the terminal still gets the human summary")
+                                 "$GITHUB_STEP_SUMMARY; stderr then gets one line with the verdict")
     c.set_defaults(func=cmd_check)
 
     r = sub.add_parser("report", help="offline HTML page: a chart per series with its change points")

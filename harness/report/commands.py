@@ -150,10 +150,11 @@ def add_parsers(sub) -> None:
             c.add_argument("--allow-flagged", action="store_const", const=1, dest=key,
                            help="judge timings even when a side's measurement was flagged (busy host, unstable, ...)")
         else:
-            c.add_argument("--" + key.replace("_", "-"), type=float, dest=key, help=help_text)
+            c.add_argument("--" + key.replace("_", "-"), type=float, dest=key,
+                           help=help_text.replace("%", "%%"))  # argparse formats help with %
     add_output_options(c, FORMATS)
     c.add_argument("--out", help="write the summary (markdown unless --format/--json) to this file, e.g. "
-                                 "$GITHUB_STEP_SUMMARY; the terminal still gets the human summary")
+                                 "$GITHUB_STEP_SUMMARY; stderr then gets one line with the verdict")
     c.set_defaults(func=cmd_compare)
 
     x = sub.add_parser("export", help="export latency results (pytest-benchmark JSON)")
