@@ -16,13 +16,13 @@ What it cannot check (registry names, files, comparisons between two values) is 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from harness.suite_spec import (
     LIMITS,
     MEASURE,
     NO_DEFAULT,
-    PROTOCOL_RULES,
     REQUIRED,
     TOP,
     VALIDATOR_ONLY,
@@ -33,27 +33,31 @@ from harness.suite_spec import (
 SCHEMA_PATH = Path(__file__).resolve().parent / "schema" / "suite.schema.json"
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 _TYPES = {"bool": "boolean", "int": "integer", "number": "number", "str": "string", "mapping": "object"}
-_DEFS = {"model": ("models", "items"), "dataset": ("datasets", "items"), "protocol": ("protocol", None),
-         "measure": ("measure", None), "variant": ("variants", "items"), "filter": ("include", "items")}
 
 
-def key_schema(spec: Key) -> dict:
-    """The JSON Schema of one declared key (its shape, allowed values, range, default, description)."""
-    out: dict = {"description": spec.doc}
-    shape = _shape(spec)
-    if spec.one_of:
-        out["anyOf"] = [shape] + [key_schema(alt) for alt in spec.one_of]
+def key_schema(spec: Key, defs: dict[str, dict]) -> dict:
+    """The JSON Schema of one declared key (its shape, allowed values, range, default, description).
+
+    A declaration with a ``ref`` is generated once into ``defs`` and referred to (``$ref``)."""
+    if spec.ref:
+        if spec.ref not in defs:
+            defs[spec.ref] = {}  # reserved first: a declaration may refer to itself
+            defs[spec.ref] = key_schema(replace(spec, ref=None, nullable=False, default=NO_DEFAULT), defs)
+        out: dict = {"$ref": f"#/$defs/{spec.ref}"}
     else:
-        out.update(shape)
+        out = _shape(spec, defs)
+        alternatives = [key_schema(alt, defs) for alt in spec.one_of]
+        if alternatives:
+            out = {"anyOf": alternatives if spec.kind == "any" else [out, *alternatives]}
     if spec.nullable:
-        out = {"description": spec.doc, "anyOf": [{k: v for k, v in out.items() if k != "description"},
-                                                  {"type": "null"}]}
-    if spec.default is not NO_DEFAULT and spec.default is not None and not spec.one_of:
+        out = {"anyOf": [out, {"type": "null"}]}
+    out = {"description": spec.doc, **out}
+    if spec.default is not NO_DEFAULT and spec.default is not None:
         out["default"] = spec.default_value()
     return out
 
 
-def _shape(spec: Key) -> dict:
+def _shape(spec: Key, defs: dict[str, dict]) -> dict:
     """The schema of ``spec``'s own kind, without description, alternatives or null."""
     if spec.kind in _TYPES:
         out: dict = {"type": _TYPES[spec.kind]}
@@ -63,16 +67,14 @@ def _shape(spec: Key) -> dict:
         bound = _bounds(spec, "integer")
         out = {"anyOf": [bound, {"type": "array", "items": bound, "minItems": 2, "maxItems": 2}]}
     elif spec.kind == "list":
-        out = {"type": "array", "items": key_schema(spec.items) if spec.items else {}}
-        if spec.min_items:
-            out["minItems"] = spec.min_items
-        if spec.max_items is not None:
-            out["maxItems"] = spec.max_items
+        out = {"type": "array", "items": key_schema(spec.items, defs) if spec.items else {}}
+        out.update({"minItems": spec.min_items} if spec.min_items else {})
+        out.update({"maxItems": spec.max_items} if spec.max_items is not None else {})
     elif spec.kind == "object":
-        out = {"type": "object", "properties": {k: key_schema(s) for k, s in (spec.fields or {}).items()},
+        out = {"type": "object", "properties": {k: key_schema(s, defs) for k, s in (spec.fields or {}).items()},
                "additionalProperties": False}
-        if spec.required:
-            out["required"] = list(spec.required)
+        out.update({"required": list(spec.required)} if spec.required else {})
+        out.update({"allOf": [rule_schema(r) for r in spec.rules]} if spec.rules else {})
     else:  # "any"
         out = {}
     if spec.kind in ("int", "number"):
@@ -124,26 +126,8 @@ def _limits_rule() -> dict:
 
 def suite_schema() -> dict:
     """The whole schema: top-level keys, the shared definitions, the protocol rules and the bounds."""
-    top = key_schema(Key("object", "", fields=TOP))
-    props = top["properties"]
-    defs = {}
-    for name, (key, part) in _DEFS.items():
-        node = props[key]
-        target = node["items"] if part == "items" else node
-        defs[name] = dict(target)
-        if part == "items":
-            node["items"] = {"$ref": f"#/$defs/{name}"}
-        else:
-            props[key] = {"$ref": f"#/$defs/{name}", "description": node["description"]}
-    props["exclude"]["items"] = {"$ref": "#/$defs/filter"}
-    proto = defs["protocol"]
-    alternatives = proto.pop("anyOf")  # [the mapping, a list of mappings]
-    mapping, many = alternatives[0], alternatives[1]
-    mapping["allOf"] = [rule_schema(r) for r in PROTOCOL_RULES]
-    defs["protocol_mapping"] = mapping
-    many["items"] = {"$ref": "#/$defs/protocol_mapping"}
-    defs["protocol"] = {"description": proto["description"],
-                        "anyOf": [{"$ref": "#/$defs/protocol_mapping"}, many]}
+    defs: dict[str, dict] = {}
+    top = key_schema(Key("object", "", fields=TOP), defs)
     return {
         "$schema": DRAFT,
         "title": "segbench suite",
@@ -151,7 +135,7 @@ def suite_schema() -> dict:
                        "sizes x runtimes x variants x protocols. Checked at load by `segbench run` as well: "
                        + "; ".join(VALIDATOR_ONLY) + ".",
         "type": "object",
-        "properties": props,
+        "properties": top["properties"],
         "additionalProperties": False,
         "allOf": [{"if": {"required": ["extends"]}, "else": {"required": list(REQUIRED)},
                    "description": "models and datasets are required unless the suite extends another"},

@@ -49,9 +49,10 @@ class Key:
     the validator's message for a wrong type. pattern: a regular expression a string must match.
     items: the declaration of a list's items; min_items / max_items: its length.
     fields: the keys of an ``object``; required: the ones it must have.
-    one_of: other accepted shapes (a model given as a bare name, protocol as a list).
+    one_of: other accepted shapes (a model given as a bare name); with kind ``any``, the only ones.
     schema: JSON Schema keywords added to (or replacing) the generated ones, for what the kinds do
-    not describe.
+    not describe. rules: relations between the keys of an ``object`` (:class:`Rule`).
+    ref: the name under which the schema keeps this declaration once (``$defs``) and refers to it.
     """
 
     kind: str
@@ -71,6 +72,8 @@ class Key:
     required: tuple[str, ...] = ()
     one_of: tuple[Key, ...] = ()
     schema: dict | None = None
+    rules: tuple[Rule, ...] = ()
+    ref: str | None = None
 
     def upper(self, large: bool = False) -> float | None:
         """The upper bound, lifted to ``large_hi`` when ``measure.allow_large`` is true."""
@@ -175,7 +178,7 @@ PROTOCOL: dict[str, Key] = {
                   min_items=1, max_items=16),
     "flip": Key("bool", "add horizontally flipped inputs (multiscale; default true)"),
     "resize": Key("any", "rescale first: a short side, [height, width] or {short, long} (aspect kept)",
-                  schema=_RESIZE_SCHEMA),
+                  schema=_RESIZE_SCHEMA, nullable=True),
     "merge": Key("enum", "how multiscale predictions are merged (default softmax)", choices=MERGE_MODES),
     "base_size": Key("int", "PyTorch-Encoding's base size (merge: pytorch-encoding; default 520)", lo=1,
                      hi=MAX_PIXELS),
@@ -217,27 +220,28 @@ MEASURE: dict[str, Key] = {
 FILTER: dict[str, Key] = {k: Key("any", f"cells whose {k} is this value (or one of these)") for k in FILTER_KEYS}
 
 
-def _entries(fields: dict[str, Key], what: str) -> Key:
+def _entries(fields: dict[str, Key], what: str, doc: str) -> Key:
     """A list of entries, each a bare name or a mapping with a name."""
-    entry = Key("object", what, fields=fields, required=("name",),
-                one_of=(Key("str", f"{what}: a bare name", schema={"type": "string", "minLength": 1}),))
-    return Key("list", f"{what}s", items=entry, min_items=1)
+    entry = Key("object", f"a {what}: a bare name, or a mapping with its name", fields=fields, required=("name",),
+                one_of=(Key("str", f"{what} name", schema={"minLength": 1}),), ref=what)
+    return Key("list", doc, items=entry, min_items=1)
 
 
 def _axis(item: Key, doc: str, default: list) -> Key:
     return Key("list", doc, default, items=item, min_items=1)
 
 
-_PROTOCOL = Key("object", "how a prediction is made (docs/PROTOCOLS.md)", fields=PROTOCOL)
+_PROTOCOL = Key("object", "how a prediction is made (docs/PROTOCOLS.md)", fields=PROTOCOL, rules=PROTOCOL_RULES,
+                ref="protocol")
 _FILTER = Key("object", "settings a cell must match (each value, or one of a list of values)", fields=FILTER,
-              schema={"minProperties": 1})
+              schema={"minProperties": 1}, ref="filter")
 
 TOP: dict[str, Key] = {
     "extends": Key("str", "a base suite (path relative to this file's folder) whose keys this file overrides"),
     "name": Key("str", "the suite's name (default: the file name without .yaml)", pattern=NAME_PATTERN),
     "description": Key("str", "what the suite measures", "", expect="a string"),
-    "models": _entries(MODEL, "model"),
-    "datasets": _entries(DATASET, "dataset"),
+    "models": _entries(MODEL, "model", "models: registry names (segbench models), hub ids or paths"),
+    "datasets": _entries(DATASET, "dataset", "datasets: registry names (segbench datasets) with their root"),
     "devices": _axis(Key("str", "device", pattern=DEVICE_PATTERN, expect="cpu, cuda, cuda:N or mps"),
                      "devices: cpu, cuda, cuda:N or mps", ["cpu"]),
     "precisions": _axis(Key("enum", "precision", choices=PRECISIONS), "numeric precisions", ["fp32"]),
@@ -246,13 +250,13 @@ TOP: dict[str, Key] = {
     "batch_sizes": _axis(Key("int", "batch size", lo=1, hi=LIMITS["batch_size"], large_hi=LARGE), "batch sizes",
                          [1]),
     "runtimes": _axis(Key("enum", "runtime", choices=tuple(RUNTIMES)), "runtimes", ["pytorch"]),
-    "variants": Key("list", "model variants (each cell runs under each)", items=Key("object", "variant",
-                                                                                    fields=VARIANT), min_items=1),
-    "protocol": Key("object", "one protocol, or a list of them (an axis)", fields=PROTOCOL,
-                    one_of=(Key("list", "protocols", items=_PROTOCOL, min_items=1),)),
-    "measure": Key("object", "what is measured and how long", fields=MEASURE),
-    "include": Key("list", "keep only cells matching one entry", items=_FILTER),
-    "exclude": Key("list", "drop cells matching one entry", items=_FILTER),
+    "variants": Key("list", "model variants (each cell runs under each)", nullable=True, min_items=1,
+                    items=Key("object", "a variant", fields=VARIANT, ref="variant")),
+    "protocol": Key("any", "one protocol, or a list of them (an axis: each cell runs under each)", nullable=True,
+                    one_of=(_PROTOCOL, Key("list", "protocols", items=_PROTOCOL, min_items=1))),
+    "measure": Key("object", "what is measured and how long", fields=MEASURE, nullable=True, ref="measure"),
+    "include": Key("list", "keep only cells matching one entry", items=_FILTER, nullable=True),
+    "exclude": Key("list", "drop cells matching one entry", items=_FILTER, nullable=True),
     "seed": Key("int", "random seed (data order, random weights, bootstrap)", 0, lo=0, hi=2**31 - 1),
 }
 REQUIRED = ("models", "datasets")

@@ -112,6 +112,9 @@ GOOD = [
     {"protocol": [{"mode": "whole", "resize": {"short": 512, "long": 2048}}, {"mode": "multiscale", "flip": False,
                                                                             "scales": [0.5, 1.0]}]},
     {"include": [{"model": ["dpt-large"], "batch_size": 2}], "exclude": [{"precision": "bf16"}]},
+    # an empty YAML key (null) is the default for these sections, to the validator and to the schema
+    {"protocol": None, "measure": None, "variants": None, "include": None, "exclude": None},
+    {"protocol": {"mode": "slide", "crop_size": 64, "resize": None}},
 ]
 
 
@@ -153,3 +156,31 @@ def test_schema_command_prints_and_writes_the_shipped_file(tmp_path, capsys):
     assert out.read_text() == shipped_text() and str(out) in capsys.readouterr().err
     assert main(["schema", "--path"]) == 0
     assert Path(capsys.readouterr().out.strip()) == SCHEMA_PATH
+
+
+def _null_cases() -> list[tuple[str, dict]]:
+    from harness.suite_spec import DATASET, MODEL, PROTOCOL, VARIANT
+
+    cases = [(f"{k}", {k: None}) for k in TOP if k != "extends"]
+    cases += [(f"models[0].{k}", {"models": [{"name": "dpt-large", k: None}]}) for k in MODEL]
+    cases += [(f"datasets[0].{k}", {"datasets": [{"name": "synthetic", k: None}]}) for k in DATASET]
+    cases += [(f"measure.{k}", {"measure": {k: None}}) for k in MEASURE]
+    cases += [(f"variants[0].{k}", {"variants": [{k: None}]}) for k in VARIANT]
+    for mode, base in (("whole", {}), ("slide", {"crop_size": 64}), ("multiscale", {})):
+        cases += [(f"protocol[{mode}].{k}", {"protocol": {"mode": mode, **base, k: None}}) for k in PROTOCOL]
+    return cases
+
+
+NULLS = _null_cases()
+
+
+@pytest.mark.parametrize("label,override", NULLS, ids=[c[0] for c in NULLS])
+def test_every_declared_key_set_to_null_gets_the_same_answer(tmp_path, validators, label, override):
+    """An empty YAML value is null: accepted (meaning the default) or refused alike by both."""
+    data = with_(**override)
+    try:
+        load_suite(write(tmp_path, data))
+        accepted = True
+    except ConfigError:
+        accepted = False
+    assert (schema_errors(validators, data) == []) == accepted, f"{label}: validator accepted={accepted}"
