@@ -184,3 +184,18 @@ def test_every_declared_key_set_to_null_gets_the_same_answer(tmp_path, validator
     except ConfigError:
         accepted = False
     assert (schema_errors(validators, data) == []) == accepted, f"{label}: validator accepted={accepted}"
+
+
+def test_the_validator_reads_the_declarations_the_schema_is_made_of():
+    """After a merge, a key added to a tuple in harness/suite.py but not to harness/suite_spec.py fails here:
+    declare it once in suite_spec (docs/CLI.md, "Adding a suite key") and regenerate the schema."""
+    import harness.suite as suite
+    import harness.suite_spec as spec
+
+    for name, table in (("TOP_KEYS", spec.TOP), ("MODEL_KEYS", spec.MODEL), ("DATASET_KEYS", spec.DATASET),
+                        ("VARIANT_KEYS", spec.VARIANT), ("PROTOCOL_KEYS", spec.PROTOCOL),
+                        ("MEASURE_KEYS", spec.MEASURE)):
+        assert tuple(getattr(suite, name)) == tuple(table), name
+    assert suite.DEFAULT_MEASURE == {k: s.default for k, s in spec.MEASURE.items()}
+    assert suite.DEFAULT_PROTOCOL == {"mode": "whole", "upsample": "bilinear"} == spec.DEFAULT_PROTOCOL
+    assert suite.LIMITS is spec.LIMITS
