@@ -141,7 +141,8 @@ def render_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], width
     heads = [c.header for c in columns]
     units = [c.unit for c in columns]
     with_units = any(units)
-    natural = [max([len(h), len(u)] + [len(r[i]) for r in rows]) for i, (h, u) in enumerate(zip(heads, units, strict=True))]
+    natural = [max([len(h), len(u)] + [len(r[i]) for r in rows])
+               for i, (h, u) in enumerate(zip(heads, units, strict=True))]
     mins = [min(n, max(c.min_width, 1)) for n, c in zip(natural, columns, strict=True)]
     widths = _fit(natural, mins, width - len(indent))
 

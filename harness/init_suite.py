@@ -274,7 +274,8 @@ def suite_text(name: str, models: list[ModelEntry], datasets: list[Found], out: 
              f"#   segbench run {out} --dry-run    # the cells it would measure",
              f"#   segbench run {out} --report     # measure them and write an HTML report",
              "# Keys and values: docs/CLI.md and the schema above (your editor completes and checks them).",
-             f"name: {_flow(name)}", f"description: {_flow('starter suite for ' + ', '.join(d.name for d in datasets))}",
+             f"name: {_flow(name)}",
+             f"description: {_flow('starter suite for ' + ', '.join(d.name for d in datasets))}",
              "models:"]
     lines += [f"  - {_flow(m.entry)}  # {m.note}" for m in models]
     lines += ["datasets:  # root: relative to the folder segbench runs in"] + [_dataset_entry(d) for d in datasets]

@@ -109,7 +109,8 @@ def rule_schema(rule: Rule) -> dict:
         cond["required"] = sorted(set(cond.get("required", [])) | set(rule.present))
     if rule.unless:
         cond = {"not": _holds(rule.unless)}
-    then: dict = {"properties": {**{k: False for k in rule.forbid}, **{k: {"const": v} for k, v in rule.values.items()}}}
+    forbidden = {k: False for k in rule.forbid}
+    then: dict = {"properties": {**forbidden, **{k: {"const": v} for k, v in rule.values.items()}}}
     if rule.require:
         then["required"] = list(rule.require)
     return {"if": cond, "then": then, "description": rule.doc}

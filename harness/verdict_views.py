@@ -130,7 +130,8 @@ def history_lines(doc: dict, style: Style, width: int) -> list[str]:
                 Column("before", align="right"), Column("after", align="right"), Column("change", align="right"),
                 Column("p", align="right")]
         keys = list(dict.fromkeys((s["cell"], s["machine"]) for s in steps))
-        groups = [(f"{cell} · {machine}", [_step_row(s) for s in steps if (s["cell"], s["machine"]) == (cell, machine)])
+        groups = [(f"{cell} · {machine}",
+                   [_step_row(s) for s in steps if (s["cell"], s["machine"]) == (cell, machine)])
                   for cell, machine in keys]
         lines += [""] + grouped_table(cols, groups, width, style)
     else:

@@ -241,7 +241,8 @@ def test_history_check_view_fits(capsys, tmp_path):
     values = np.r_[np.full(20, 100.0), np.full(10, 125.0)] + np.random.default_rng(0).normal(0, 0.5, n)
     series = [Series("Intel Xeon Platinum 8480+ x2 · NVIDIA H200 x1", f"k{q}",
                      "dpt-large-ade20k-with-a-long-label · ade20k · cuda · bf16 cast · b16", q,
-                     values * (0.01 if q == "mIoU" else 1), [f"{i:04d}abcdef" + "0" * 30 for i in range(n)], ["main"] * n,
+                     values * (0.01 if q == "mIoU" else 1), [f"{i:04d}abcdef" + "0" * 30 for i in range(n)],
+                     ["main"] * n,
                      [f"2026-01-{1 + i % 28:02d}" for i in range(n)], [f"r{i}" for i in range(n)], [()] * n)
               for q in ("latency_p50", "mIoU")]
     result = check_series(series)

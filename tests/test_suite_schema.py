@@ -88,7 +88,8 @@ MORE_BAD = [
     {"protocol": [{"mode": "whole"}, {"mode": "slide"}]}, {"measure": "fast"}, {"measure": {"warmup_cv": 0.0001}},
     {"measure": {"timeout_s": 10**8}}, {"measure": {"min_time_s": 4000}}, {"measure": {"allow_large": "yes"}},
     {"measure": {"iters": 10**10, "allow_large": True}}, {"include": [{}]}, {"exclude": {"device": "cpu"}},
-    {"models": [{"name": "dpt-large", "trust_remote_code": None}]}, {"datasets": [{"name": "synthetic", "split": None}]},
+    {"models": [{"name": "dpt-large", "trust_remote_code": None}]},
+    {"datasets": [{"name": "synthetic", "split": None}]},
 ]
 
 
