@@ -29,7 +29,6 @@ regression, 2 could not compare (a cell inconclusive, a side failed, nothing pai
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shlex
@@ -501,8 +500,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE)
     p.add_argument("--strict", action="store_true", help="a round flagged busy-host/cpu-steal/throttled: exit 2")
     p.add_argument("--work-dir", help="keep every round's results here (default: a temporary folder, removed)")
-    p.add_argument("--format", choices=("markdown", "json"), default="markdown")
-    p.add_argument("--out", help="write the summary to this file (e.g. $GITHUB_STEP_SUMMARY) instead of stdout")
+    from harness.cli_output import VERDICT_FORMATS, add_output_options
+
+    add_output_options(p, VERDICT_FORMATS)
+    p.add_argument("--out", help="write the summary (markdown unless --format/--json) to this file, e.g. "
+                                 "$GITHUB_STEP_SUMMARY; stderr then gets one line with the verdict")
 
 
 def _sides(args: argparse.Namespace, work: Path):
@@ -538,17 +540,18 @@ def cmd_ab(args: argparse.Namespace) -> int:
         check_settings(args.rounds, args.warmup_rounds, args.quantity, args.threshold, args.alpha, args.confidence)
         side_a, side_b = _sides(args, work)
         res = run_ab(side_a, side_b, args.rounds, args.warmup_rounds, args.quantity, args.threshold, args.alpha,
-                     args.confidence, work, args.strict, echo=True, max_rounds=args.max_rounds)
+                     args.confidence, work, args.strict, echo=not args.quiet, max_rounds=args.max_rounds)
     except SegbenchError as e:
         print(f"segbench ab: error: {e}", file=sys.stderr)
         return EXIT_CANNOT_COMPARE
     finally:
         if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
-    from harness.report.commands import _write
+    from harness.cli_output import emit_document
+    from harness.verdict_views import ab_lines
 
-    _write(json.dumps(res.to_json(), indent=1) + "\n" if args.format == "json" else markdown_summary(res), args.out)
-    print(f"segbench ab: {res.verdict}", file=sys.stderr)
+    doc = res.to_json()
+    emit_document(args, "ab", doc, lambda style, width: ab_lines(doc, style, width), lambda: markdown_summary(res))
     return res.exit_code
 
 

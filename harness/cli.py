@@ -1,103 +1,92 @@
-"""The ``segbench`` command line: run | report | table | compare | export | merge | models | datasets | eval."""
+"""The ``segbench`` command line: run | report | table | compare | export | merge | models | datasets | eval |
+profile | schema | init | ab | history (docs/CLI.md).
+
+Every command that prints results prints a human summary by default (:mod:`harness.cli_output`,
+:mod:`harness.cli_views`), the full result with ``--json``, and nothing but errors with ``--quiet``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 from pathlib import Path
 
+from harness.cli_output import add_output_options
 from harness.errors import SegbenchError
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from harness.cli_output import emit, mode
+    from harness.cli_views import dry_run_lines
     from harness.runner import dry_run, run_suite
 
     if args.dry_run:
+        from harness.suite import load_suite
+
         cells = dry_run(args.suite, shard=args.shard)
-        for c in cells:
-            w = c.weights or "pretrained"
-            print(f"{c.cell_id}\t{c.model}\t{w}\t{c.dataset}\t{c.device}\t{c.precision}/{c.amp}\t"
-                  f"batch {c.batch_size}\t{c.runtime}\t{c.protocol['mode']}\t{c.task}\t{c.corruption_tag or 'clean'}")
-        _print_task_skips(args.suite)
-        print(f"{len(cells)} cells", file=sys.stderr)
+        skips = load_suite(args.suite).task_skips()
+        emit(args, [c.to_dict() for c in cells],
+             lambda style, width: dry_run_lines(cells, args.suite, style, width, skips))
         return 0
     summary = run_suite(args.suite, out_dir=args.out, resume=args.resume, force=args.force,
-                        shard=args.shard, argv=["segbench", *sys.argv[1:]], available_only=args.available_only)
-    print(f"results: {summary.run_dir}")
+                        shard=args.shard, argv=["segbench", *sys.argv[1:]], available_only=args.available_only,
+                        echo=not args.quiet)
     if summary.interrupted:
         print(f"segbench: interrupted; finished cells are kept. Resume with: segbench run {args.suite} "
               f"--resume {summary.run_dir}", file=sys.stderr)
+    report = None
     if args.report and not summary.interrupted:
         from harness.report.html import write_report
 
-        out = Path(args.report_dir) / f"{summary.run_dir.name}.html"
-        write_report([summary.run_dir], out)
-        print(f"report: {out}")
-    if summary.failed:
+        report = Path(args.report_dir) / f"{summary.run_dir.name}.html"
+        write_report([summary.run_dir], report)
+    doc = {"run_dir": str(summary.run_dir), "exit_code": summary.exit_code, "interrupted": summary.interrupted,
+           "statuses": summary.statuses, "failed": summary.failed, "report": str(report) if report else None}
+    emit(args, doc, lambda style, width: _run_lines(doc, summary.run_dir, style, width))
+    if summary.failed and mode(args) != "human":
         print(f"segbench: {len(summary.failed)} cell(s) failed: {', '.join(summary.failed)}", file=sys.stderr)
     return summary.exit_code
 
 
-def _print_task_skips(suite_path: str) -> None:
-    """The (model, dataset) pairs the suite leaves out because the dataset cannot score the model's task."""
-    from harness.suite import load_suite
+def _run_lines(doc: dict, run_dir: Path, style, width: int) -> list[str]:
+    from harness.cli_views import run_lines
+    from harness.results import load_run
 
-    for skip in load_suite(suite_path).task_skips():
-        print(f"not a cell: {skip['model']} x {skip['dataset']}: {skip['reason']}", file=sys.stderr)
+    try:
+        run = load_run(run_dir)
+    except SegbenchError:  # an interrupted run may have no cell yet
+        run = None
+    return run_lines(doc, run, style, width)
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from harness.cli_output import emit
+    from harness.cli_views import MODEL_FIELDS, registry_lines
     from harness.models import model_infos
 
     rows = model_infos()
-    if args.json:
-        print(json.dumps(rows, indent=1))
-        return 0
-    cols = ("name", "task", "family", "params", "input_size", "label_set", "depth_kind", "runtime", "weights_from",
-            "present")
-    _print_table(rows, cols)
+    emit(args, rows, lambda style, width: registry_lines(rows, MODEL_FIELDS, style, width, "models"))
     return 0
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
+    from harness.cli_output import emit
+    from harness.cli_views import DATASET_FIELDS, registry_lines
     from harness.data import dataset_infos
 
     rows = dataset_infos()
-    if args.json:
-        print(json.dumps(rows, indent=1, default=str))
-        return 0
-    _print_table(rows, ("name", "tasks", "num_classes", "ignore_index", "label_set", "root", "found"))
+    emit(args, rows, lambda style, width: registry_lines(rows, DATASET_FIELDS, style, width, "datasets"))
     return 0
 
 
-def _print_table(rows: list[dict], cols: tuple[str, ...]) -> None:
-    cols = tuple(c for c in cols if any(c in r for r in rows))
-    cells = [[_fmt(r.get(c)) for c in cols] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
-    print("  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int) and v > 100_000:
-        return f"{v / 1e6:.1f}M"
-    if isinstance(v, (list, tuple)):
-        return "x".join(str(x) for x in v)
-    return str(v)
-
-
 def _cmd_eval(args: argparse.Namespace) -> int:
-    """Accuracy of one model on one dataset, in this process, printed as JSON."""
+    """Accuracy of one model on one dataset, in this process: a summary and a per-class table, or JSON."""
     import tempfile
 
     from harness.cell import run_cell
+    from harness.cli_output import emit
+    from harness.cli_views import eval_lines
     from harness.suite import DEFAULT_MEASURE, DEFAULT_PROTOCOL, Cell
     from harness.tasks.assign import pair_task, runtime_for_task
 
@@ -126,30 +115,97 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     out = {"model": result.identity.model, "weights": result.provenance.weights, "dataset": result.identity.dataset,
            "metrics": result.accuracy.metrics, "metrics_note": result.accuracy.note,
            "data": {k: data.get(k) for k in ("num_samples", "digest", "skipped")}}
-    print(json.dumps(out, indent=1, default=str))
+    emit(args, out, lambda style, width: eval_lines(out, result.provenance.class_names, result.identity.task,
+                                                    style, width))
     return 0
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from harness.cli_output import bullet_list, emit
     from harness.merge import merge_runs
 
     rep = merge_runs(args.runs, args.out, prefer=args.prefer, allow_missing=args.allow_missing, force=args.force)
-    print(f"merged {rep.cells} cells from {len(args.runs)} runs into {rep.out_dir}")
-    if rep.duplicates:
-        print(f"{len(rep.duplicates)} duplicate cell(s) resolved: {', '.join(sorted(set(rep.duplicates))[:10])}",
-              file=sys.stderr)
-    if rep.missing:
-        print(f"{len(rep.missing)} cell(s) missing: {', '.join(rep.missing[:10])}", file=sys.stderr)
+    doc = {**asdict(rep), "out_dir": str(rep.out_dir), "runs": list(args.runs)}
+
+    def human(style, width):
+        return ([f"merged {rep.cells} cells from {len(args.runs)} runs into {rep.out_dir}"]
+                + bullet_list("duplicate cells resolved", sorted(set(rep.duplicates)), width, 10, style)
+                + bullet_list("cells missing", rep.missing, width, 10, style))
+
+    emit(args, doc, human)
     return 0
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
-    from harness.profile import describe
+    from harness.cli_output import emit
+    from harness.cli_views import profile_doc, profile_lines
     from harness.results import load_run
 
-    for cell in load_run(args.run).cells.values():
-        print(describe(cell))
+    cells = list(load_run(args.run).cells.values())
+    emit(args, profile_doc(cells), lambda style, width: profile_lines(cells, style, width))
     return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    """The JSON Schema of suite files (the file shipped in the package), on stdout or in ``--out``."""
+    from harness.suite_schema import SCHEMA_PATH, shipped_text
+
+    if args.path:
+        print(SCHEMA_PATH)
+        return 0
+    text = shipped_text()
+    if not args.out:
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    """A commented starter suite for the given models and data folders (refuses to overwrite)."""
+    from harness.cli_output import Column as Col
+    from harness.cli_output import emit, render_table, wrap
+    from harness.init_suite import write_starter
+
+    doc = write_starter(args.out, args.models, args.data, force=args.force)
+
+    def human(style, width):
+        rows = [[d["name"], d["root"] or "-", d["split"] or "-", str(d["samples"] or "-")] for d in doc["datasets"]]
+        head = (f"wrote {doc['path']}: {len(doc['models'])} model(s) x {len(doc['datasets'])} dataset(s), "
+                f"{doc['cells']} cell(s)")
+        return ([style.bold(line) for line in wrap(head, width)] + [""]
+                + render_table([Col("dataset"), Col("root", min_width=20), Col("split"), Col("samples", align="right")],
+                               rows, width, style)
+                + ["", f"next: segbench run {doc['path']} --dry-run"])
+
+    emit(args, doc, human)
+    return 0
+
+
+def _add_init(sub) -> None:
+    from harness.init_suite import DEFAULT_OUT
+
+    i = sub.add_parser("init", help="write a commented starter suite for your models and data folders")
+    i.add_argument("--models", nargs="+", metavar="MODEL",
+                   help="registry names, hub ids or paths (default: the registry models found locally)")
+    i.add_argument("--data", nargs="+", metavar="DIR",
+                   help="data folders: known layouts are found in them (default: synthetic images)")
+    i.add_argument("--out", default=DEFAULT_OUT, help=f"the suite file to write (default: {DEFAULT_OUT})")
+    i.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    add_output_options(i)
+    i.set_defaults(func=_cmd_init)
+
+
+def _add_schema(sub) -> None:
+    s = sub.add_parser("schema", help="the JSON Schema of suite files, for editors (completion and checks)")
+    s.add_argument("--out", help="write it to this file instead of standard output")
+    s.add_argument("--path", action="store_true", help="print where the installed package keeps it")
+    s.set_defaults(func=_cmd_schema)
 
 
 def _add_run(sub) -> None:
@@ -164,6 +220,7 @@ def _add_run(sub) -> None:
                    help="run the cells whose weights and data are present; record the others as skipped")
     r.add_argument("--report", action="store_true", help="write an HTML report when the run ends")
     r.add_argument("--report-dir", default="reports", help="where --report writes (default: reports)")
+    add_output_options(r)
     r.set_defaults(func=_cmd_run)
 
 
@@ -185,6 +242,7 @@ def _add_eval(sub) -> None:
     e.add_argument("--upsample", default="bilinear", choices=("bilinear", "bicubic"))
     e.add_argument("--on-bad-sample", default="error", choices=("error", "skip"))
     e.add_argument("--profile", action="store_true", help="print where the time went (load, data, forward, ...)")
+    add_output_options(e)
     e.set_defaults(func=_cmd_eval)
 
 
@@ -201,21 +259,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which input wins when two hold different results for one cell (default: refuse)")
     g.add_argument("--allow-missing", action="store_true", help="merge even if some suite cells are absent")
     g.add_argument("--force", action="store_true", help="merge even if suites or environments differ")
+    add_output_options(g)
     g.set_defaults(func=_cmd_merge)
 
     pr = sub.add_parser("profile", help="where each cell's time went: load, data wait, forward, postprocess, metric")
     pr.add_argument("run", metavar="RUN_DIR")
+    add_output_options(pr)
     pr.set_defaults(func=_cmd_profile)
 
     m = sub.add_parser("models", help="list the model registry")
-    m.add_argument("--json", action="store_true")
+    add_output_options(m)
     m.set_defaults(func=_cmd_models)
 
     d = sub.add_parser("datasets", help="list the datasets, the layout each expects and whether it is found")
-    d.add_argument("--json", action="store_true")
+    add_output_options(d)
     d.set_defaults(func=_cmd_datasets)
 
     _add_eval(sub)
+    _add_schema(sub)
+    _add_init(sub)
 
     _add_regression_tools(sub)
     try:
@@ -245,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``segbench`` console script and ``python -m harness``."""
     signal.signal(signal.SIGTERM, _sigterm)
     args = build_parser().parse_args(argv)
+    if getattr(args, "quiet", False):
+        from harness.cli_output import silence_progress
+
+        silence_progress()
     try:
         return int(args.func(args) or 0)
     except SegbenchError as e:
@@ -254,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         print("segbench: interrupted; finished cells are kept (resume with `segbench run SUITE --resume RUN_DIR`)",
               file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (e.g. `segbench models | head`): not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -191,6 +191,7 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
     placement's processes; the first ``measure.samples`` predictions are saved (main process)."""
     from tqdm import tqdm
 
+    from harness.cli_output import progress_enabled
     from harness.data.loader import make_loader
 
     engine = make_engine(task_module, model, dataset, cell)
@@ -207,7 +208,7 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
     t0 = time.perf_counter()
     try:
         with tqdm(total=len(share), desc=f"accuracy {cell.cell_id[:40]}", unit="img", leave=False,
-                  file=sys.stderr, disable=not placement.is_main) as bar:
+                  file=sys.stderr, disable=not (placement.is_main and progress_enabled())) as bar:
             for batch in clock.wait(loader):
                 out.skipped.extend(batch.skipped)
                 if batch.ids:

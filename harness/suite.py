@@ -21,41 +21,37 @@ from typing import Any
 import yaml
 
 from harness.errors import ConfigError, did_you_mean
-from harness.runtimes import PROTOCOL_MODES, RUNTIMES, runtime_for
-from harness.settings import AMP_MODES, PRECISIONS, UPSAMPLE_MODES
+from harness.runtimes import PROTOCOL_MODES, runtime_for
+from harness.settings import UPSAMPLE_MODES
+
+# The keys, types, ranges and defaults of the suite format are declared in harness/suite_spec.py (the
+# JSON Schema is generated from the same declarations); the validator below reads them.
+from harness.suite_spec import (  # noqa: F401  (re-exported for importers of harness.suite)
+    BAD_SAMPLE_POLICIES,
+    DATASET,
+    DATASET_KEYS,
+    DEFAULT_MEASURE,
+    DEFAULT_PROTOCOL,
+    DEVICE_RE,
+    FILTER_KEYS,
+    LIMITS,
+    MEASURE,
+    MEASURE_KEYS,
+    MERGE_MODES,
+    MODEL,
+    MODEL_KEYS,
+    NAME_PATTERN,
+    PROTOCOL_KEYS,
+    TOP,
+    TOP_KEYS,
+    VARIANT,
+    VARIANT_KEYS,
+    Key,
+)
 from harness.tasks.assign import check_declared, model_task, pair_task, runtime_for_task
 
-BAD_SAMPLE_POLICIES = ("error", "skip")
-DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
-
-# Upper bounds that keep a suite from asking for absurd work by accident; a suite may lift
-# them with `measure: {allow_large: true}`.
-LIMITS = {"warmup": 10_000, "iters": 100_000, "batch_size": 4096, "timeout_s": 7 * 24 * 3600,
-          "samples": 64, "num_workers": 64, "repeat": 100, "max_warmup": 100_000}
-
-TOP_KEYS = ("extends", "name", "description", "models", "datasets", "devices", "precisions", "amp", "batch_sizes",
-            "runtimes", "variants", "protocol", "measure", "include", "exclude", "seed", "corruptions", "depth")
-MODEL_KEYS = ("name", "weights", "label", "runtime", "options", "trust_remote_code", "task")
-DATASET_KEYS = ("name", "root", "split", "limit", "options")
-VARIANT_KEYS = ("channels_last", "compile", "attn_implementation")
-PROTOCOL_KEYS = ("mode", "upsample", "crop_size", "stride", "scales", "flip", "resize", "merge", "base_size")
-# multiscale merges (harness/protocols.py, docs/PROTOCOLS.md): softmax = mmsegmentation's test-time
-# augmentation (the default), pytorch-encoding = PyTorch-Encoding's MultiEvalModule, logits = mean logits
-MERGE_MODES = ("softmax", "pytorch-encoding", "logits")
+# merge: pytorch-encoding's own crop and base size, filled in by _protocol_merge
 PTE_DEFAULTS = {"crop_size": [480, 480], "base_size": 520}
-MEASURE_KEYS = ("warmup", "iters", "min_time_s", "accuracy", "latency", "timeout_s", "samples",
-                "num_workers", "on_bad_sample", "repeat", "flops", "stages", "warmup_cv", "max_warmup",
-                "allow_large", "boundary", "calibration", "boundary_dilation_ratio", "trimap_widths",
-                "calibration_bins")
-FILTER_KEYS = ("model", "dataset", "device", "precision", "amp", "batch_size", "runtime", "protocol", "corruption",
-               "task")
-
-DEFAULT_PROTOCOL = {"mode": "whole", "upsample": "bilinear"}
-DEFAULT_MEASURE = {"warmup": 2, "iters": 10, "min_time_s": 0.0, "accuracy": True, "latency": True,
-                   "timeout_s": 1800.0, "samples": 2, "num_workers": 0, "on_bad_sample": "error",
-                   "repeat": 1, "flops": True, "stages": True, "warmup_cv": None, "max_warmup": 200,
-                   "allow_large": False, "boundary": True, "calibration": True, "boundary_dilation_ratio": 0.02,
-                   "trimap_widths": [1, 2, 5, 10, 20, 40], "calibration_bins": 15}
 
 
 @dataclass
@@ -284,6 +280,33 @@ class _Validator:
                 raise self.fail(f"{key}[{i}]", f"{v!r} is not allowed; expected {hint}")
         return value
 
+    def value(self, value: Any, spec: Key, key: str, large: bool = False) -> Any:
+        """``value`` checked against its declaration ``spec`` (type, allowed values, range); None passes
+        when the key is nullable. ``large``: ``measure.allow_large`` lifts the upper bound."""
+        if value is None and spec.nullable:
+            return value
+        if spec.kind == "bool" and not isinstance(value, bool):
+            raise self.fail(key, f"expected {spec.expect or 'true or false'}, got {_show(value)}")
+        if spec.kind in ("int", "number"):
+            self.number(value, key, spec.lo, spec.upper(large), integer=spec.kind == "int")
+        if spec.kind == "enum" and value not in spec.choices:
+            raise self.fail(key, f"{value!r} is not allowed; allowed: {', '.join(spec.choices)}")
+        if spec.kind == "str" and not isinstance(value, str):
+            raise self.fail(key, f"expected {spec.expect or 'a string'}, got {_show(value)}")
+        if spec.kind == "mapping" and not isinstance(value, dict):
+            raise self.fail(key, f"expected {spec.expect or 'a mapping'}, got {_show(value)}")
+        return value
+
+    def fields(self, entry: dict, specs: dict[str, Key], where: str, skip: tuple[str, ...] = ()) -> dict:
+        """Every declared key of ``entry`` checked, absent or null ones given their default."""
+        out = {}
+        for k, spec in specs.items():
+            if k in skip:
+                continue
+            present = entry.get(k) is not None or (k in entry and not spec.nullable)
+            out[k] = self.value(entry[k], spec, f"{where}.{k}") if present else spec.default_value()
+        return out
+
     def number(self, value: Any, key: str, lo: float, hi: float, integer: bool = False) -> Any:
         ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
         if isinstance(value, bool) or not ok_type:
@@ -311,54 +334,29 @@ def _named_entry(v: _Validator, entry: Any, allowed: tuple[str, ...], key: str, 
 
 def _model_entry(v: _Validator, entry: Any, i: int) -> dict:
     key = f"models[{i}]"
-    entry = _named_entry(v, entry, MODEL_KEYS, key, "a model name, hub id or path")
-    weights = entry.get("weights")
-    if weights is not None and not isinstance(weights, str):
-        raise v.fail(f"{key}.weights", f"expected null (the model's own weights), 'random' or a path, "
-                                       f"got {_show(weights)}")
-    if entry.get("runtime") is not None and entry["runtime"] not in RUNTIMES:
-        raise v.fail(f"{key}.runtime", f"{entry['runtime']!r} is not allowed; allowed: {', '.join(RUNTIMES)}")
-    if entry.get("options") is not None and not isinstance(entry["options"], dict):
-        raise v.fail(f"{key}.options", f"expected a mapping, got {_show(entry['options'])}")
-    if entry.get("label") is not None and not isinstance(entry["label"], str):
-        raise v.fail(f"{key}.label", f"expected a display name (string), got {_show(entry['label'])}")
-    if not isinstance(entry.get("trust_remote_code", False), bool):
-        raise v.fail(f"{key}.trust_remote_code", f"expected true or false, got {_show(entry['trust_remote_code'])}")
+    entry = _named_entry(v, entry, MODEL_KEYS, key, MODEL["name"].expect)
+    out = {"name": entry["name"], **v.fields(entry, MODEL, key, skip=("name",))}
     try:
-        check_declared(entry.get("task"), f"{key}.task")
+        check_declared(out.get("task"), f"{key}.task")
     except ConfigError as e:
         raise ConfigError(f"{v.path}: {e}") from None
-    _check_model_name(v, entry["name"], entry.get("runtime"), f"{key}.name", model_task(entry["name"], entry.get("task")))
-    out = {"name": entry["name"], "weights": weights, "label": entry.get("label"),
-           "runtime": entry.get("runtime"), "options": entry.get("options") or {},
-           "trust_remote_code": entry.get("trust_remote_code", False)}
-    if entry.get("task") is not None:
-        out["task"] = entry["task"]
+    _check_model_name(v, entry["name"], out["runtime"], f"{key}.name", model_task(entry["name"], out.get("task")))
+    if out.get("task") is None:
+        out.pop("task", None)  # the task is in a model entry only when the suite sets it
     return out
 
 
 def _dataset_entry(v: _Validator, entry: Any, i: int) -> dict:
     key = f"datasets[{i}]"
-    entry = _named_entry(v, entry, DATASET_KEYS, key, "a dataset name")
-    root = entry.get("root")
-    if root is not None and not isinstance(root, str):
-        raise v.fail(f"{key}.root", f"expected a path string, got {_show(root)}")
-    limit = entry.get("limit")
-    if limit is not None:
-        v.number(limit, f"{key}.limit", 1, 10**7, integer=True)
-    split = entry.get("split", "validation")
-    if not isinstance(split, str):
-        raise v.fail(f"{key}.split", f"expected a string, got {_show(split)}")
-    options = entry.get("options") or {}
-    if not isinstance(options, dict):
-        raise v.fail(f"{key}.options", f"expected a mapping, got {_show(options)}")
+    entry = _named_entry(v, entry, DATASET_KEYS, key, DATASET["name"].expect)
+    out = {"name": entry["name"], **v.fields(entry, DATASET, key, skip=("name",))}
     from harness.data import check_dataset
 
     try:
-        check_dataset(entry["name"], options)
+        check_dataset(entry["name"], out["options"])
     except ConfigError as e:
         raise v.fail(f"{key}.options" if entry["name"] in _dataset_names() else f"{key}.name", str(e)) from None
-    return {"name": entry["name"], "root": root, "split": split, "limit": limit, "options": options}
+    return out
 
 
 def _dataset_names() -> tuple[str, ...]:
@@ -500,21 +498,10 @@ def _measure(v: _Validator, value: Any) -> dict:
     m = _with_defaults(v, value, DEFAULT_MEASURE, MEASURE_KEYS, "measure")
     if value is None:
         return m
-    for k in ("accuracy", "latency", "flops", "stages", "allow_large"):
-        if not isinstance(m[k], bool):
-            raise v.fail(f"measure.{k}", f"expected true or false, got {_show(m[k])}")
-    big = m["allow_large"]
-    for k, lo in (("warmup", 0), ("iters", 1), ("samples", 0), ("num_workers", 0), ("repeat", 1),
-                  ("max_warmup", 1)):
-        v.number(m[k], f"measure.{k}", lo, 10**9 if big else LIMITS[k], integer=True)
-    v.number(m["timeout_s"], "measure.timeout_s", 1, 10**9 if big else LIMITS["timeout_s"])
-    v.number(m["min_time_s"], "measure.min_time_s", 0, 10**6 if big else 3600)
-    if m["warmup_cv"] is not None:
-        v.number(m["warmup_cv"], "measure.warmup_cv", 0.001, 1.0)
+    big = v.value(m["allow_large"], MEASURE["allow_large"], "measure.allow_large")
+    for k, spec in MEASURE.items():
+        v.value(m[k], spec, f"measure.{k}", large=big)
     _robust_measure(v, m)
-    if m["on_bad_sample"] not in BAD_SAMPLE_POLICIES:
-        raise v.fail("measure.on_bad_sample", f"{m['on_bad_sample']!r} is not allowed; "
-                                              f"allowed: {', '.join(BAD_SAMPLE_POLICIES)}")
     return m
 
 
@@ -609,14 +596,17 @@ def _variants(v: _Validator, value: Any) -> list[dict]:
     out = []
     for i, var in enumerate(value):
         v.keys(var, VARIANT_KEYS, f"variants[{i}]")
-        for k in ("channels_last", "compile"):
-            if k in var and not isinstance(var[k], bool):
-                raise v.fail(f"variants[{i}].{k}", f"expected true or false, got {_show(var[k])}")
-        attn = var.get("attn_implementation")
-        if attn is not None and attn not in ("eager", "sdpa"):
-            raise v.fail(f"variants[{i}].attn_implementation", f"{attn!r} is not allowed; allowed: eager, sdpa")
-        out.append({k: var[k] for k in VARIANT_KEYS if var.get(k) not in (None, False)})
+        checked = v.fields(var, VARIANT, f"variants[{i}]")
+        out.append({k: checked[k] for k in VARIANT_KEYS if checked[k] not in (None, False)})
     return out
+
+
+def _axis(v: _Validator, data: dict, key: str) -> list:
+    """A matrix axis (devices, precisions, ...): a non-empty list of its declared items, or its default."""
+    spec, item = TOP[key], TOP[key].items
+    return v.list_of(data.get(key, spec.default_value()), key, allowed=item.choices or None,
+                     kind=int if item.kind == "int" else str,
+                     pattern=re.compile(item.pattern) if item.pattern else None, hint=item.expect)
 
 
 def validate(data: Any, path: Path) -> dict:
@@ -626,7 +616,7 @@ def validate(data: Any, path: Path) -> dict:
         raise ConfigError(f"{path}: expected a mapping at the top level, got {_show(data)}")
     v.keys(data, TOP_KEYS, "")
     name = data.get("name", path.stem)
-    if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9._-]{1,64}$", name):
+    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
         raise v.fail("name", f"expected 1-64 characters of letters, digits, '.', '_' or '-', got {_show(name)}")
     for required in ("models", "datasets"):
         if required not in data:
@@ -635,21 +625,20 @@ def validate(data: Any, path: Path) -> dict:
     datasets = v.list_of(data["datasets"], "datasets", kind=object)
     out = {
         "name": name,
-        "description": data.get("description", ""),
+        "description": data.get("description", TOP["description"].default),
         "models": [_model_entry(v, m, i) for i, m in enumerate(models)],
         "datasets": [_dataset_entry(v, d, i) for i, d in enumerate(datasets)],
-        "devices": v.list_of(data.get("devices", ["cpu"]), "devices", pattern=DEVICE_RE,
-                             hint="cpu, cuda, cuda:N or mps"),
-        "precisions": v.list_of(data.get("precisions", ["fp32"]), "precisions", allowed=PRECISIONS),
-        "amp": v.list_of(data.get("amp", ["autocast"]), "amp", allowed=AMP_MODES),
-        "batch_sizes": v.list_of(data.get("batch_sizes", [1]), "batch_sizes", kind=int),
-        "runtimes": v.list_of(data.get("runtimes", ["pytorch"]), "runtimes", allowed=tuple(RUNTIMES)),
+        "devices": _axis(v, data, "devices"),
+        "precisions": _axis(v, data, "precisions"),
+        "amp": _axis(v, data, "amp"),
+        "batch_sizes": _axis(v, data, "batch_sizes"),
+        "runtimes": _axis(v, data, "runtimes"),
         "variants": _variants(v, data.get("variants")),
         "protocols": _protocols(v, data.get("protocol")),
         "measure": _measure(v, data.get("measure")),
         "include": _filters(v, data.get("include"), "include"),
         "exclude": _filters(v, data.get("exclude"), "exclude"),
-        "seed": v.number(data.get("seed", 0), "seed", 0, 2**31 - 1, integer=True),
+        "seed": v.value(data.get("seed", TOP["seed"].default), TOP["seed"], "seed"),
         "depth": _depth(v, data.get("depth")),
     }
     if not isinstance(out["description"], str):
@@ -658,7 +647,7 @@ def validate(data: Any, path: Path) -> dict:
         out["corruptions"] = _corruptions(v, data["corruptions"], out["models"], out["measure"])
     big = out["measure"]["allow_large"]
     for i, bs in enumerate(out["batch_sizes"]):
-        v.number(bs, f"batch_sizes[{i}]", 1, 10**9 if big else LIMITS["batch_size"], integer=True)
+        v.value(bs, TOP["batch_sizes"].items, f"batch_sizes[{i}]", large=big)
     return out
 
 

@@ -63,6 +63,24 @@ def test_mann_whitney_equals_scipy_with_ties(seed):
     assert mann_whitney_greater(a, b) == pytest.approx(ref, rel=1e-9)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_scipy_statistics_equal_the_hand_written_references(seed):
+    """compare calls scipy.stats; the numpy implementations it replaced (tests/stats_reference.py) check it."""
+    import stats_reference as ref
+
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(100, 2, 50).round(1), rng.normal(100 + seed, 2, 40).round(1)  # rounding makes ties
+    assert mann_whitney_greater(a, b) == pytest.approx(ref.mann_whitney_greater(a, b), rel=1e-9, abs=1e-300)
+    assert mann_whitney_greater(b, a) == pytest.approx(ref.mann_whitney_greater(b, a), rel=1e-9, abs=1e-300)
+    # both are percentile intervals over 2000 resamples: equal up to Monte Carlo noise
+    assert bootstrap_median_ratio(a, b, seed=seed) == pytest.approx(ref.bootstrap_median_ratio(a, b, seed=seed),
+                                                                    abs=0.004)
+    for edge in (([1.0], [1.0, 2.0]), ([3.0] * 5, [3.0] * 4)):
+        got, want = mann_whitney_greater(*edge), ref.mann_whitney_greater(*edge)
+        assert got == want or (np.isnan(got) and np.isnan(want))
+        assert np.allclose(bootstrap_median_ratio(*edge), ref.bootstrap_median_ratio(*edge), equal_nan=True)
+
+
 def test_bootstrap_median_ratio_covers_the_true_ratio():
     rng = np.random.default_rng(0)
     lo, hi = bootstrap_median_ratio(rng.normal(100, 2, 50), rng.normal(120, 2, 50))

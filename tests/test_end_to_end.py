@@ -61,6 +61,10 @@ def test_run_succeeds_and_writes_every_cell(workspace):
     run_dir = Path(run.stdout.split("results: ")[1].split()[0])
     loaded = load_run(run_dir)
     assert len(loaded.cells) == 4 and not loaded.missing
+    summary = run.stdout.splitlines()  # the human summary: counts first, then a row per cell within 100 columns
+    assert summary[0] == "ok  4 cells: 4 ok" and summary[2].startswith("report: ")
+    assert all(len(line) <= 100 for line in summary if not line.startswith(("results: ", "report: ")))
+    assert sum(1 for line in summary if line.startswith(("tiny-dpt ", "tiny-upernet "))) == 4
     assert {c.status for c in loaded.cells.values()} == {"ok"}
     meta = loaded.meta
     for key in ("torch", "transformers", "python", "cpu", "torch_threads", "git_sha"):

@@ -4,6 +4,7 @@ with a tiny DPT-Hybrid whose accuracy goes through the protocol."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -35,12 +36,12 @@ def test_paper_suites_validate_and_record_their_merge(path):
 
 
 def test_dry_run_lists_the_dpt_hybrid_ms_flip_cells():
-    out = subprocess.run([sys.executable, "-m", "harness", "run", "suites/paper-ade20k.yaml", "--dry-run"],
+    out = subprocess.run([sys.executable, "-m", "harness", "run", "suites/paper-ade20k.yaml", "--dry-run", "--json"],
                          cwd=REPO, capture_output=True, text=True, timeout=120,
                          env={"PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
-    rows = [line for line in out.stdout.splitlines() if line.startswith("dpt-hybrid__")]
-    assert any("multiscale" in r.split("\t") for r in rows), out.stdout
+    rows = [c for c in json.loads(out.stdout) if c["cell_id"].startswith("dpt-hybrid__")]
+    assert any(c["protocol"]["mode"] == "multiscale" for c in rows), out.stdout
 
 
 @pytest.fixture(scope="module")

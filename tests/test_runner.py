@@ -130,7 +130,23 @@ def test_cli_dry_run_lists_cells(tmp_path, faults):
     s = suite(tmp_path, ["fault-a", "fault-b"])
     out = subprocess.run([sys.executable, "-m", "harness", "run", "--dry-run", str(s)], capture_output=True,
                          text=True, check=True)
-    assert len(out.stdout.strip().splitlines()) == 2 and "2 cells" in out.stderr
+    assert out.stdout.startswith("2 cells in ") and "fault-a" in out.stdout and "fault-b" in out.stdout
+    listed = subprocess.run([sys.executable, "-m", "harness", "run", "--dry-run", "--json", str(s)],
+                            capture_output=True, text=True, check=True)
+    assert [c["model"] for c in json.loads(listed.stdout)] == ["fault-a", "fault-b"]
+
+
+def test_cli_run_json_and_quiet(tmp_path, faults):
+    """``run --json``: the summary document on stdout; ``run --quiet``: nothing but the failure on stderr."""
+    s = suite(tmp_path, ["fault-ok", "fault-raise"])
+    cmd = [sys.executable, "-m", "harness", "run", str(s), "--out", str(tmp_path / "r")]
+    out = subprocess.run([*cmd, "--json"], capture_output=True, text=True)
+    doc = json.loads(out.stdout)
+    assert out.returncode == doc["exit_code"] == 1 and sorted(doc["statuses"].values()) == ["error", "ok"]
+    assert load_run(doc["run_dir"]).cells and len(doc["failed"]) == 1
+    quiet = subprocess.run([*cmd, "--quiet"], capture_output=True, text=True)
+    assert quiet.returncode == 1 and quiet.stdout == ""
+    assert quiet.stderr.strip().splitlines() == [f"segbench: 1 cell(s) failed: {doc['failed'][0]}"]
 
 
 def test_cli_bad_suite_is_a_clear_error(tmp_path):

@@ -136,9 +136,12 @@ def test_dry_run_lists_the_corruption_of_each_cell(tmp_path, capsys):
     from harness.cli import main
 
     path = write(tmp_path, {**BASE, "corruptions": {"names": ["fog"], "severities": [5]}})
-    assert main(["run", str(path), "--dry-run"]) == 0
+    assert main(["run", str(path), "--dry-run", "--json"]) == 0
+    cells = json.loads(capsys.readouterr().out)
+    assert [(c["corruption"] or {}).get("name", "clean") for c in cells] == ["clean", "fog", "clean", "fog", "clean"]
+    assert main(["run", str(path), "--dry-run"]) == 0  # the human listing names each cell's corruption
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split("\t")[-1] for line in lines] == ["clean", "fog-5", "clean", "fog-5", "clean"]
+    assert [line.split()[-1] for line in lines[2:]] == ["clean", "fog-5", "clean", "fog-5", "clean"]
 
 
 def test_shipped_robustness_suites_expand(capsys):
@@ -146,9 +149,8 @@ def test_shipped_robustness_suites_expand(capsys):
 
     root = Path(__file__).resolve().parents[1]
     path = root / "suites" / "robustness-ade20k.yaml"
-    assert main(["run", str(path), "--dry-run"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3 * (1 + 19 * 5)
+    assert main(["run", str(path), "--dry-run", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 3 * (1 + 19 * 5)
     s = load_suite(path)
     assert s.data["corruptions"]["reference"] == "upernet-convnext-base" and len(s.data["corruptions"]["names"]) == 19
     assert {c.model for c in s.cells()} == {"dpt-large", "upernet-convnext-base", "segformer-b5"}

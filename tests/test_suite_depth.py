@@ -66,10 +66,11 @@ def test_pairs_a_dataset_cannot_score_are_not_cells(tmp_path, tiny, capsys):
     assert "scores depth only (its option 'num_classes' adds segmentation labels)" in skip["reason"]
     from harness.cli import main
 
+    assert main(["run", str(tmp_path / "suite.yaml"), "--dry-run", "--json"]) == 0
+    assert [c["task"] for c in json.loads(capsys.readouterr().out)] == ["segmentation", "depth", "depth"]
     assert main(["run", str(tmp_path / "suite.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr()
-    assert [line.split("\t")[-2] for line in out.out.splitlines()] == ["segmentation", "depth", "depth"]
-    assert "not a cell: seg x synthetic-depth: dataset 'synthetic-depth' scores depth only" in out.err
+    assert "not a cell: seg x synthetic-depth: dataset 'synthetic-depth' scores depth only" in " ".join(out.out.split())
     only_seg = {**mixed(tiny), "models": [{"name": str(tiny["seg"])}], "datasets": ["kitti-eigen"]}
     with pytest.raises(ConfigError, match="no \\(model, dataset\\) pair can be scored: dataset 'kitti-eigen'"):
         load_suite(write(tmp_path, only_seg, "none.yaml"))
@@ -141,15 +142,18 @@ def test_preflight_and_listings_know_depth_models(tmp_path, tiny, capsys):
     assert ds["kitti-eigen"]["tasks"] == "depth" and ds["cityscapes-depth"]["tasks"].startswith("depth+segmentation")
     from harness.cli import main
 
+    assert main(["models", "--json"]) == 0
+    listed = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert listed["midas-v21"]["task"] == "depth" and listed["midas-v21"]["depth_kind"] == "disparity"
     assert main(["models"]) == 0
-    header = capsys.readouterr().out.splitlines()[0].split()
-    assert header[:2] == ["name", "task"] and "depth_kind" in header
+    header = capsys.readouterr().out.splitlines()[2].split()
+    assert header[:2] == ["name", "task"]
 
 
 def test_eval_scores_a_depth_model(tiny, capsys):
     from harness.cli import main
 
-    assert main(["eval", str(tiny["depth"]), "synthetic-depth", "--limit", "1"]) == 0
+    assert main(["eval", str(tiny["depth"]), "synthetic-depth", "--limit", "1", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)["metrics"]
     assert metrics["num_images"] == 1 and metrics["protocol"]["alignment"] == "lstsq_disparity"
     assert main(["eval", str(tiny["seg"]), "kitti-eigen"]) == 2

@@ -189,6 +189,6 @@ def test_table_command_writes_the_file(run, tmp_path, capsys):
                    "--out", str(out)])
     assert args.func(args) == 0
     assert "\\toprule" in out.read_text() and "\\textbf{47.00}" in out.read_text()
-    args = _parse(["table", str(run.path), "--group", "none", "--columns", "model, mIoU"])
+    args = _parse(["table", str(run.path), "--group", "none", "--columns", "model, mIoU", "--format", "markdown"])
     assert args.func(args) == 0
     assert "| model | mIoU (%) |" in capsys.readouterr().out

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -76,24 +75,16 @@ def _checked(args: argparse.Namespace):
     return result
 
 
-def _emit(text: str, out: str | None) -> None:
-    """``text`` to the file ``out`` (parents made) or to stdout, as the report commands write."""
-    from harness.report.commands import _write
-
-    _write(text, out)
-
-
 def cmd_check(args: argparse.Namespace) -> int:
     """Change points per series; exit 0 no recent regression, 1 a recent regression step, 2 could not check."""
+    from harness.cli_output import emit_document
     from harness.history.check import markdown_summary
+    from harness.verdict_views import history_lines
 
     result = _checked(args)
-    if args.format == "json":
-        _emit(json.dumps(result.to_json(), indent=1) + "\n", args.out)
-    else:
-        _emit(markdown_summary(result), args.out)
-    print(f"history check: {result.verdict} ({len(result.steps)} step(s), {len(result.regressions)} recent "
-          "regression(s))", file=sys.stderr)
+    doc = result.to_json()
+    emit_document(args, "history check", doc, lambda style, width: history_lines(doc, style, width),
+                  lambda: markdown_summary(result))
     return result.exit_code
 
 
@@ -139,10 +130,13 @@ def add_parsers(sub) -> None:
     a.add_argument("--machine", help="machine class to record (default: CPU model and count, GPU model and count)")
     a.set_defaults(func=cmd_add)
 
+    from harness.cli_output import VERDICT_FORMATS, add_output_options
+
     c = sub.add_parser("check", help="change points per series; exit 1 on a recent regression step")
     _filters(c)
-    c.add_argument("--format", choices=("markdown", "json"), default="markdown")
-    c.add_argument("--out", help="write the summary to this file (e.g. $GITHUB_STEP_SUMMARY) instead of stdout")
+    add_output_options(c, VERDICT_FORMATS)
+    c.add_argument("--out", help="write the summary (markdown unless --format/--json) to this file, e.g. "
+                                 "$GITHUB_STEP_SUMMARY; stderr then gets one line with the verdict")
     c.set_defaults(func=cmd_check)
 
     r = sub.add_parser("report", help="offline HTML page: a chart per series with its change points")

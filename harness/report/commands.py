@@ -41,20 +41,34 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    """``segbench table RUN_DIR... --format ...``: a paper table on stdout or in ``--out``."""
-    from harness.report.tables import render_table
+    """``segbench table RUN_DIR... --format ...``: a paper table on stdout or in ``--out``.
+
+    Default format: ``text`` (aligned, within 100 columns) on stdout, ``markdown`` in ``--out``;
+    ``--json`` gives the values as stored, ``--quiet`` prints nothing (the file is still written)."""
+    from harness.cli_output import for_stream, output_width, to_json, write_file
+    from harness.report.tables import render_table, table_json
 
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-    text = render_table(_load_runs(args.runs), fmt=args.format, columns=columns, decimals=args.decimals,
-                        group=args.group)
-    _write(text, args.out)
+    runs = _load_runs(args.runs)
+    if args.json:
+        text = to_json(table_json(runs, columns)) + "\n"
+    else:
+        fmt = args.format or ("markdown" if args.out else "text")
+        colour = fmt == "text" and not args.out and for_stream(sys.stdout).enabled
+        text = render_table(runs, fmt=fmt, columns=columns, decimals=args.decimals, group=args.group,
+                            width=output_width(sys.stdout) if not args.out else 100, colour=colour)
+    if args.out:
+        write_file(text, args.out)
+        if not args.quiet:
+            print(f"wrote {args.out}", file=sys.stderr)
+    elif not args.quiet:
+        sys.stdout.write(text)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """``segbench compare BASELINE CURRENT``: exit 0 no regression, 1 regression, 2 could not compare."""
-    import json
-
+    from harness.cli_output import emit_document
     from harness.errors import SegbenchError
     from harness.report.compare import (
         EXIT_CANNOT_COMPARE,
@@ -65,6 +79,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         markdown_summary,
     )
     from harness.results import load_run
+    from harness.verdict_views import compare_lines
 
     try:
         thresholds = load_thresholds(args.thresholds) if args.thresholds else {}
@@ -76,23 +91,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         base, cur = load_run(args.baseline), load_run(args.current)
     except (SegbenchError, OSError) as e:
-        msg = f"segbench compare: could not compare: {e}"
-        print(msg, file=sys.stderr)
-        if args.format == "json":
-            _write(json.dumps({"verdict": "could not compare", "exit_code": EXIT_CANNOT_COMPARE,
-                               "problems": [str(e)]}, indent=1) + "\n", args.out)
-        else:
-            _write(f"## segbench compare: ⚠️ could not compare\n\n{e}\n", args.out)
+        problem = str(e)
+        print(f"segbench compare: could not compare: {problem}", file=sys.stderr)
+        doc = {"verdict": "could not compare", "exit_code": EXIT_CANNOT_COMPARE, "problems": [problem]}
+        emit_document(args, "compare", doc, lambda style, width: compare_lines(doc, style, width),
+                      lambda: f"## segbench compare: ⚠️ could not compare\n\n{problem}\n")
         return EXIT_CANNOT_COMPARE
     cmp = compare_runs(base, cur, thresholds)
-    if args.format == "json":
-        doc = {"baseline": {"run_id": base.meta.get("run_id"), "path": str(base.path)},
-               "current": {"run_id": cur.meta.get("run_id"), "path": str(cur.path)}, **cmp.to_json()}
-        _write(json.dumps(doc, indent=1) + "\n", args.out)
-    else:
-        _write(markdown_summary(cmp, base.meta.get("run_id"), cur.meta.get("run_id")), args.out)
-    if args.out:
-        print(f"segbench compare: {cmp.verdict} ({len(cmp.regressions)} regression(s))", file=sys.stderr)
+    doc = {"baseline": {"run_id": base.meta.get("run_id"), "path": str(base.path)},
+           "current": {"run_id": cur.meta.get("run_id"), "path": str(cur.path)}, **cmp.to_json()}
+    emit_document(args, "compare", doc, lambda style, width: compare_lines(doc, style, width),
+                  lambda: markdown_summary(cmp, base.meta.get("run_id"), cur.meta.get("run_id")))
     return cmp.exit_code
 
 
@@ -109,6 +118,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def add_parsers(sub) -> None:
     """Register ``report``, ``table``, ``compare`` and ``export`` on ``sub`` (an argparse sub-parsers action)."""
+    from harness.cli_output import VERDICT_FORMATS as FORMATS
+    from harness.cli_output import add_output_options
     from harness.report.compare import THRESHOLD_HELP
 
     r = sub.add_parser("report", help="write one self-contained offline HTML report from one or several runs")
@@ -118,13 +129,15 @@ def add_parsers(sub) -> None:
 
     t = sub.add_parser("table", help="paper table: LaTeX (booktabs), Markdown or CSV")
     t.add_argument("runs", nargs="+", metavar="RUN_DIR")
-    t.add_argument("--format", choices=("latex", "markdown", "csv"), default="markdown")
+    t.add_argument("--format", choices=("text", "latex", "markdown", "csv"), default=None,
+                   help="text (aligned, the default on stdout), latex (booktabs), markdown (the default in --out), csv")
     t.add_argument("--columns", help="comma-separated column keys, e.g. model,precision,mIoU,latency_p50,params "
                                      "(default: model,precision,mIoU,aAcc,mAcc,latency_p50,throughput,params,gflops)")
     t.add_argument("--decimals", type=int, default=1, help="digits after the decimal point (default 1)")
     t.add_argument("--group", choices=("family", "none"), default="family",
                    help="group models by family (DPT, transformer, CNN); default family")
     t.add_argument("--out", help="write to this file instead of standard output")
+    add_output_options(t)
     t.set_defaults(func=cmd_table)
 
     c = sub.add_parser("compare", help="regression verdict: exit 0 none, 1 regression, 2 could not compare")
@@ -138,9 +151,11 @@ def add_parsers(sub) -> None:
                            help="judge timings even when a side's measurement was flagged (busy host, unstable, ...) "
                                 "or the runs ran on different hardware")
         else:
-            c.add_argument("--" + key.replace("_", "-"), type=float, dest=key, help=help_text.replace("%", "%%"))
-    c.add_argument("--format", choices=("markdown", "json"), default="markdown")
-    c.add_argument("--out", help="write the summary to this file (e.g. $GITHUB_STEP_SUMMARY) instead of stdout")
+            c.add_argument("--" + key.replace("_", "-"), type=float, dest=key,
+                           help=help_text.replace("%", "%%"))  # argparse formats help with %
+    add_output_options(c, FORMATS)
+    c.add_argument("--out", help="write the summary (markdown unless --format/--json) to this file, e.g. "
+                                 "$GITHUB_STEP_SUMMARY; stderr then gets one line with the verdict")
     c.set_defaults(func=cmd_compare)
 
     x = sub.add_parser("export", help="export latency results (pytest-benchmark JSON)")

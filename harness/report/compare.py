@@ -27,8 +27,10 @@ timings not judged because a side was flagged).
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,45 +57,51 @@ def identity(cell: CellResult, with_weights: bool = True) -> str:
     return identity_key(cell, with_weights)
 
 
+def _scipy_stats():
+    """``scipy.stats``, imported when a comparison needs it (the measuring path never does)."""
+    try:
+        from scipy import stats
+    except ImportError as e:
+        raise ConfigError("compare's latency noise test needs scipy (pip install 'segbench[report]')") from e
+    return stats
+
+
 def mann_whitney_greater(a, b) -> float:
     """One-sided p-value that samples ``b`` tend to be larger than samples ``a``.
 
-    Mann-Whitney U with the normal approximation, tie correction of the variance and a
-    continuity correction (as scipy's ``mannwhitneyu(b, a, alternative="greater",
-    method="asymptotic")``). NaN when either side has fewer than 2 samples; 1.0 when every
-    value is tied.
+    ``scipy.stats.mannwhitneyu(b, a, alternative="greater", method="asymptotic")``: the normal
+    approximation with tie correction of the variance and a continuity correction. NaN when either
+    side has fewer than 2 samples; 1.0 when every value is tied (no variance, no evidence).
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    n1, n2 = a.size, b.size
-    if n1 < 2 or n2 < 2:
+    if a.size < 2 or b.size < 2:
         return math.nan
-    allv = np.concatenate([a, b])
-    sorted_v = np.sort(allv, kind="mergesort")
-    # average rank of each value = mean of its first and last 1-based position among the sorted values
-    lo = np.searchsorted(sorted_v, allv, side="left")
-    hi = np.searchsorted(sorted_v, allv, side="right")
-    ranks = (lo + hi + 1) / 2.0
-    u2 = ranks[n1:].sum() - n2 * (n2 + 1) / 2.0
-    mu = n1 * n2 / 2.0
-    _, counts = np.unique(allv, return_counts=True)
-    n = n1 + n2
-    sigma2 = n1 * n2 / 12.0 * ((n + 1) - np.sum(counts.astype(np.float64) ** 3 - counts) / (n * (n - 1)))
-    if sigma2 <= 0:
+    if np.unique(np.concatenate([a, b])).size == 1:
         return 1.0
-    z = (u2 - mu - 0.5) / math.sqrt(sigma2)
-    return 0.5 * math.erfc(z / math.sqrt(2.0))
+    stats = _scipy_stats()
+    return float(stats.mannwhitneyu(b, a, alternative="greater", method="asymptotic", use_continuity=True).pvalue)
 
 
 def bootstrap_median_ratio(a, b, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile 95% bootstrap interval of median(b) / median(a), resampling each side independently."""
+    """Percentile 95% bootstrap interval of median(b) / median(a), each side resampled independently
+    (``scipy.stats.bootstrap`` with ``paired=False``, ``method="percentile"``). NaN for fewer than 2
+    samples on a side."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.size < 2 or b.size < 2:
         return math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    ma = np.median(a[rng.integers(0, a.size, (n_boot, a.size))], axis=1)
-    mb = np.median(b[rng.integers(0, b.size, (n_boot, b.size))], axis=1)
-    ratio = mb / np.where(ma > 0, ma, np.nan)
-    return float(np.nanpercentile(ratio, 2.5)), float(np.nanpercentile(ratio, 97.5))
+    stats = _scipy_stats()
+
+    def ratio(x, y, axis=-1):
+        mx = np.median(x, axis=axis)
+        return np.median(y, axis=axis) / np.where(mx > 0, mx, np.nan)
+
+    seeded = {"rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state":
+              np.random.default_rng(seed)}  # scipy >= 1.15 names it rng
+    with warnings.catch_warnings():  # identical resamples (all values equal) warn; the interval is still right
+        warnings.simplefilter("ignore")
+        res = stats.bootstrap((a, b), ratio, n_resamples=n_boot, paired=False, vectorized=True,
+                              confidence_level=0.95, method="percentile", **seeded)
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 @dataclass

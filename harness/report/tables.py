@@ -22,7 +22,7 @@ from harness.report.escape import latex_escape, markdown_escape
 from harness.report.rows import all_rows, by_key, family_label, num, table_quantities
 from harness.results import Run
 
-FORMATS = ("latex", "markdown", "csv")
+FORMATS = ("latex", "markdown", "csv", "text")
 GROUPS = ("family", "none")
 TEXT_DEFAULTS = ("model", "precision")
 TEXT_ALIASES = {"batch": "batch_size"}
@@ -166,11 +166,13 @@ def table_rows(runs: list[Run]) -> list[dict]:
 
 
 def render_table(runs: list[Run], fmt: str = "markdown", columns: list[str] | None = None, decimals: int = 1,
-                 group: str | bool = "family") -> str:
-    """The table of ``runs`` in ``fmt`` (``latex``, ``markdown`` or ``csv``).
+                 group: str | bool = "family", width: int = 100, colour: bool = False) -> str:
+    """The table of ``runs`` in ``fmt`` (``text``, ``latex``, ``markdown`` or ``csv``).
 
     ``columns`` are row keys (see ``harness.report.rows.columns()``) or aliases; ``decimals`` the
-    digits after the point; ``group`` ``"family"`` (or True) to group models by family.
+    digits after the point; ``group`` ``"family"`` (or True) to group models by family. ``text`` is
+    the terminal's: aligned columns within ``width`` characters, units on a second header line, the
+    best value bold and the second underlined when ``colour`` is on.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"table --format {fmt!r} is not one of {', '.join(FORMATS)}")
@@ -191,7 +193,39 @@ def render_table(runs: list[Run], fmt: str = "markdown", columns: list[str] | No
         return _csv(rows, keys, headers, cells)
     if fmt == "markdown":
         return _markdown(rows, keys, headers, cells, ranks, grouped)
+    if fmt == "text":
+        return _text(rows, keys, headers, cells, ranks, grouped, width, colour)
     return _latex(rows, keys, headers, cells, ranks, grouped)
+
+
+def table_json(runs: list[Run], columns: list[str] | None = None) -> dict:
+    """``table --json``: the column keys and headers, and per row its family, status, values (stored
+    units: fractions, ms, MiB, millions of parameters) and the 95% half-widths where there are some."""
+    keys = resolve_columns(columns)
+    known = by_key()
+    rows = table_rows(runs)
+    return {"columns": [{"key": k, "header": known[k].header} for k in keys],
+            "rows": [{"family": r["family"], "status": r["status"], **{k: r.get(k) for k in keys},
+                      "ci": {k: v for k, v in (r.get("ci") or {}).items() if k in keys}} for r in rows]}
+
+
+def _text(rows, keys, headers, cells, ranks, grouped, width, colour) -> str:
+    """Aligned columns for the terminal: a family title above its rows, best bold, second underlined."""
+    from harness.cli_output import Column, Style, grouped_table, split_header, wrap
+
+    known = by_key()
+    cols = [Column(*split_header(h), align="left" if known[k].kind == "text" else "right",
+                   min_width=12 if k == "model" else 5) for k, h in zip(keys, headers, strict=True)]
+    groups: list[tuple[str, list[list[str]]]] = []
+    family = object()
+    for r, row_cells in zip(rows, cells, strict=True):
+        if not groups or (grouped and r["family"] != family):
+            family = r["family"]
+            groups.append((family_label(family) if grouped else "", []))
+        groups[-1][1].append([text + (f" ± {half}" if half is not None else "") for text, half in row_cells])
+    marks = {(i, keys.index(k)): ("bold",) if rank == 1 else ("underline",) for (i, k), rank in ranks.items()}
+    lines = grouped_table(cols, groups, width, Style(colour), indent="", marks=marks)
+    return "\n".join([line for line in lines if line] + [""] + wrap(caption(rows), width)) + "\n"
 
 
 def _csv(rows, keys, headers, cells) -> str:
