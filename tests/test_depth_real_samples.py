@@ -6,7 +6,8 @@ The reference is written here from the protocol's description, independently of 
 ground truth decoded from the PNGs by hand, the interpreter called directly, a numpy bilinear
 resize (half-pixel centres, as ``F.interpolate(align_corners=False)``), the crop boxes from their
 definitions, ``np.linalg.lstsq`` scale and shift in depth, clipping, and every metric in float64
-per image then averaged over images. The committed baseline's numbers must equal it.
+per image then averaged over images. segbench's measurement must equal it; the committed
+baseline must agree with both within the spread of LiteRT's kernels across CPUs.
 """
 
 from __future__ import annotations
@@ -103,14 +104,41 @@ def kind(cell: dict) -> tuple[str, float]:
     return ("sun" if opts.get("encoding") == "sun_rgbd" else opts["default_crop"]), float(opts["max_depth"])
 
 
-def test_committed_baseline_equals_an_independent_reference():
+# LiteRT's CPU kernels (XNNPACK) are chosen by the CPU's instruction set, so the network's output,
+# and the metrics, differ between machines. Measured: the baseline (written on one AMD EPYC box)
+# against this code and the reference on a Zen 1 EPYC without AVX-512: abs_rel within 0.7%, the
+# delta accuracies within 0.5%, rmse within 0.3%; the log metrics up to 10% (KITTI), where a few
+# pixels clipped at the minimum depth dominate them. Same machine: equal to 1e-6.
+ACROSS_MACHINES = {"abs_rel": 0.02, "sq_rel": 0.02, "rmse": 0.02, "d1": 0.02, "d2": 0.02, "d3": 0.02}
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    """The suite's three cells measured now, in-process, by segbench (accuracy only)."""
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (pip install 'segbench[litert]')")
+    for sub in ("nyu_depth_v2", "kitti", "sun_rgbd"):
+        need(SHARED / "data" / "depth" / sub)
+    from harness.cell import run_cell
+    from harness.suite import load_suite
+
+    out = {}
+    for cell in load_suite(SUITE).cells():
+        cell.measure = {**cell.measure, "latency": False, "samples": 1, "flops": False}
+        tmp = tmp_path_factory.mktemp(cell.cell_id[:40])
+        result = run_cell(cell, tmp)
+        assert result.status == "ok", result.error
+        out[cell.cell_id] = (result, tmp)
+    return out
+
+
+def test_measured_metrics_equal_an_independent_reference(measured):
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(need(SHARED / "weights" / "pydnet_plusplus_depth.tflite")))
     interpreter.allocate_tensors()
     seen = set()
-    for cell in baseline_cells():
+    for result, _ in measured.values():
+        cell = result.to_dict()
         crop, max_depth = kind(cell)
         seen.add(crop)
         metrics, proto = cell["accuracy"]["metrics"], cell["accuracy"]["metrics"]["protocol"]
@@ -123,22 +151,13 @@ def test_committed_baseline_equals_an_independent_reference():
     assert seen == {"eigen", "garg", "sun"}
 
 
-def test_the_baseline_is_what_the_current_code_measures(tmp_path):
-    """One baseline cell (the SUN RGB-D frame) measured again in-process gives the same metrics."""
-    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
-    need(SHARED / "data" / "depth" / "sun_rgbd")
-    from harness.cell import run_cell
-    from harness.suite import load_suite
-
-    cells = {c.cell_id: c for c in load_suite(SUITE).cells()}
+def test_the_committed_baseline_is_what_the_current_code_measures(measured):
+    """The suite still expands into the committed cells, and each measures what the baseline
+    recorded, within the spread of LiteRT's kernels across CPUs (ACROSS_MACHINES)."""
     stored = {c["cell_id"]: c for c in baseline_cells()}
-    assert set(cells) == set(stored)  # the suite still expands into the committed cells
-    cid = next(k for k, c in stored.items() if kind(c)[0] == "sun")
-    cell = cells[cid]
-    cell.measure = {**cell.measure, "latency": False, "samples": 1}
-    result = run_cell(cell, tmp_path)
-    assert result.status == "ok", result.error
-    for k in KEYS:
-        assert result.accuracy.metrics[k] == pytest.approx(stored[cid]["accuracy"]["metrics"][k], rel=1e-6), k
-    pictures = [tmp_path / result.samples[0][k] for k in ("image", "label", "pred", "error")]
-    assert all(p.is_file() for p in pictures)
+    assert set(measured) == set(stored)
+    for cid, (result, tmp) in measured.items():
+        for k, rel in ACROSS_MACHINES.items():
+            assert result.accuracy.metrics[k] == pytest.approx(stored[cid]["accuracy"]["metrics"][k], rel=rel), (cid, k)
+        pictures = [tmp / result.samples[0][k] for k in ("image", "label", "pred", "error")]
+        assert all(p.is_file() for p in pictures)
