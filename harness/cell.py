@@ -20,7 +20,7 @@ import torch
 from harness.cell_result import CellEnvironment, CellResult, Identity
 from harness.errors import SegbenchError, UnsupportedError
 from harness.measure import memory as mem
-from harness.suite import Cell
+from harness.suite import DEFAULT_MEASURE, Cell
 
 CORRUPTED_LATENCY_NOTE = ("not measured on corrupted images: the model's speed does not depend on the image "
                           "content; the clean cell of the same settings has the latency, memory and FLOPs")
@@ -78,9 +78,14 @@ def _failure(e: BaseException) -> tuple[str, str]:
 def _measure(cell: Cell, run_dir: Path, result: CellResult, load_model, load_dataset, placement) -> None:
     """The stages, in order; each assigns its section of ``result`` as soon as it returns."""
     from harness import stages
+    from harness.pipeline import set_heap, start_worker_server
     from harness.tasks import get_task, task_module
 
     task, module = get_task(cell.task), task_module(cell.task)
+    if cell.measure["num_workers"] and cell.measure["accuracy"]:
+        start_worker_server()  # its imports run while the model loads
+    heap = cell.measure.get("heap", DEFAULT_MEASURE["heap"])
+    result.environment.heap = set_heap(heap, torch.device(cell.device))
     model, result.timing.load_s, result.provenance, result.compute, result.memory.weights = \
         stages.load_model(cell, load_model, module)
     result.identity.protocol = stages.protocol_as_run(cell, model)
@@ -96,6 +101,7 @@ def _measure(cell: Cell, run_dir: Path, result: CellResult, load_model, load_dat
         outcome = stages.accuracy(model, dataset, share, cell, run_dir, task, module, placement)
         result.accuracy, result.samples = outcome.accuracy, outcome.samples
         result.timing.accuracy_s, result.timing.accuracy_breakdown_s = outcome.seconds, outcome.breakdown_s
+        result.timing.accuracy_cpu_s, result.timing.accuracy_pipeline = outcome.cpu_s, outcome.pipeline
         result.provenance.data.update(skipped=outcome.skipped, num_evaluated=outcome.num_evaluated)
         if outcome.input_digest is not None:
             result.provenance.data["corrupted_inputs_sha256"] = outcome.input_digest

@@ -68,9 +68,11 @@ class Provenance:
 
 @dataclass
 class CellEnvironment:
-    """The cell's own process: threads, when it ran, how it was split, and measurement quality."""
+    """The cell's own process: threads, heap policy (:func:`harness.pipeline.set_heap`), when it ran,
+    how it was split, and measurement quality."""
 
     torch_threads: int | None = None
+    heap: str | None = None
     started_at: str | None = None
     ended_at: str | None = None
     world_size: int | None = None
@@ -82,13 +84,19 @@ class CellEnvironment:
 class Timing:
     """Where the cell's wall time went, in seconds (``first_inference_ms`` in ms).
 
-    ``accuracy_breakdown_s``: the accuracy loop's stages ``{data_wait, forward, postprocess, metric}``.
+    ``accuracy_breakdown_s``: wall seconds of the accuracy loop's stages ``{data_wait, forward,
+    postprocess, metric}`` (+ ``postprocess_wait``, the main thread's wait for the background
+    postprocess, when it was overlapped); ``accuracy_cpu_s``: CPU seconds of the same stages
+    (+ ``workers``, the data workers' decode and preprocess); ``accuracy_pipeline``: the layout the
+    loop ran under (:class:`harness.pipeline.PipelinePlan`).
     """
 
     load_s: float | None = None
     first_inference_ms: float | None = None
     accuracy_s: float | None = None
     accuracy_breakdown_s: dict | None = None
+    accuracy_cpu_s: dict | None = None
+    accuracy_pipeline: dict | None = None
     total_s: float | None = None
 
 

@@ -19,6 +19,7 @@ from harness.cell_result import Accuracy, Compute, Latency, Provenance
 from harness.errors import SegbenchError
 from harness.measure import latency as lat
 from harness.measure import memory as mem
+from harness.pipeline import Lane, StageClock, plan_for
 from harness.suite import Cell
 
 MIB = 1024 * 1024
@@ -108,38 +109,6 @@ def accuracy_note(model, cell: Cell) -> str | None:
     return None
 
 
-class _StageClock:
-    """Seconds spent per stage of the accuracy loop: waiting for data, forward, postprocess, metric.
-
-    On CUDA each stage is synchronised before it is read, so time is charged where it is spent.
-    """
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.totals: dict[str, float] = {"data_wait": 0.0, "forward": 0.0, "postprocess": 0.0, "metric": 0.0}
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.totals[stage] = self.totals.get(stage, 0.0) + seconds
-
-    def run(self, stage: str, fn, *args):
-        t0 = time.perf_counter()
-        out = fn(*args)
-        lat._sync(self.device)
-        self.add(stage, time.perf_counter() - t0)
-        return out
-
-    def wait(self, iterable):
-        it = iter(iterable)
-        while True:
-            t0 = time.perf_counter()
-            try:
-                item = next(it)
-            except StopIteration:
-                return
-            self.add("data_wait", time.perf_counter() - t0)
-            yield item
-
-
 @dataclass
 class AccuracyOutcome:
     """What the accuracy stage measured: the metrics, the loop's times (s), the samples it saved,
@@ -148,6 +117,8 @@ class AccuracyOutcome:
     accuracy: Accuracy
     seconds: float
     breakdown_s: dict
+    cpu_s: dict = field(default_factory=dict)  # CPU seconds per stage (+ "workers"), see harness.pipeline
+    pipeline: dict = field(default_factory=dict)  # the PipelinePlan the loop ran under
     samples: list = field(default_factory=list)
     skipped: list = field(default_factory=list)
     num_evaluated: int = 0
@@ -169,26 +140,36 @@ def make_engine(task_module, model, dataset, cell: Cell):
     return task_module.make_engine(model, dataset, cell.seed, cell=cell)
 
 
-def _predict(model, batch, cell: Cell, task_module, clock: _StageClock, engine, targets) -> list[torch.Tensor]:
-    """The batch's predictions at each image's size (whole: forward + postprocess; else the protocol).
-
-    An engine with a ``postprocess(model, outputs, sizes, targets)`` method makes the label maps itself
-    (the same maps as ``model.postprocess``), so statistics that need the resized outputs (segmentation's
-    calibration) share its one resize."""
+def _forward(model, batch, cell: Cell, task_module, clock: StageClock):
+    """The batch's forward outputs (whole batches), or its predictions under the cell's protocol."""
     protocol = prediction_protocol(cell, task_module)
     if protocol is None:
-        outputs = clock.run("forward", model.forward, batch.pixel_values)
-        post = getattr(engine, "postprocess", None)
-        if post is not None:
-            return clock.run("postprocess", post, model, outputs, batch.sizes, targets)
-        return clock.run("postprocess", model.postprocess, outputs, batch.sizes)
+        return clock.run("forward", model.forward, batch.pixel_values)
     return clock.run("forward", lambda ims: [task_module.predict_with_protocol(model, im, protocol)
                                              for im in ims], batch.images)
 
 
+def _postprocess(model, outputs, batch, cell: Cell, task_module, clock: StageClock, engine, targets,
+                 background: bool) -> list[torch.Tensor]:
+    """Forward outputs -> predictions at each image's size (predictions under a protocol pass through).
+
+    An engine with a ``postprocess(model, outputs, sizes, targets)`` method makes the label maps itself
+    (the same maps as ``model.postprocess``), so statistics that need the resized outputs (segmentation's
+    calibration) share its one resize."""
+    if prediction_protocol(cell, task_module) is not None:
+        return outputs
+    post = getattr(engine, "postprocess", None)
+    if post is not None:
+        return clock.run("postprocess", post, model, outputs, batch.sizes, targets, background=background)
+    return clock.run("postprocess", model.postprocess, outputs, batch.sizes, background=background)
+
+
 def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module, placement) -> AccuracyOutcome:
     """The task's metrics over ``share`` (this process's part of ``dataset``), summed over the
-    placement's processes; the first ``measure.samples`` predictions are saved (main process)."""
+    placement's processes; the first ``measure.samples`` predictions are saved (main process).
+
+    The loop's layout (data workers, postprocess inline or beside the next forward) is
+    :func:`harness.pipeline.plan_for`'s; its wall and CPU time per stage are recorded."""
     from tqdm import tqdm
 
     from harness.cli_output import progress_enabled
@@ -196,14 +177,30 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
 
     engine = make_engine(task_module, model, dataset, cell)
     whole = prediction_protocol(cell, task_module) is None
+    plan = plan_for(model.device, cell.measure["num_workers"], whole)
     loader = make_loader(share, batch_size=cell.batch_size, num_workers=cell.measure["num_workers"],
                          preprocess=model.preprocessor if whole else None,
-                         on_bad_sample=cell.measure["on_bad_sample"], corruption=cell.corruption)
+                         on_bad_sample=cell.measure["on_bad_sample"], corruption=cell.corruption, plan=plan)
     shown, shown_name = _inputs_as_seen(share, cell)
-    out = AccuracyOutcome(Accuracy(), 0.0, {})
+    out = AccuracyOutcome(Accuracy(), 0.0, {}, pipeline=plan.as_dict())
     keep = cell.measure["samples"] if placement.is_main else 0
-    clock = _StageClock(model.device)
+    overlapped = plan.postprocess == "overlapped"
+    clock, lane = StageClock(model.device, overlapped), Lane(overlapped, plan.postprocess_threads)
     digests: dict[str, str] = {}
+    workers_cpu = 0.0
+
+    def finish_batch(batch, outputs) -> None:  # postprocess + metric + samples (inline or in the lane)
+        targets = getattr(batch, task.batch_field)
+        preds = _postprocess(model, outputs, batch, cell, task_module, clock, engine, targets, overlapped)
+        clock.run("metric", _update, engine, preds, targets, batch, background=overlapped)
+
+    def _update(engine, preds, targets, batch) -> None:
+        engine.update(preds, targets)
+        for pred, target, sid in zip(preds, targets, batch.ids, strict=True):
+            if len(out.samples) < keep:
+                out.samples.append(task_module.save_sample(run_dir, cell.cell_id, shown_name, shown,
+                                                           sid, pred, target))
+
     failure: BaseException | None = None
     t0 = time.perf_counter()
     try:
@@ -211,26 +208,28 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
                   file=sys.stderr, disable=not (placement.is_main and progress_enabled())) as bar:
             for batch in clock.wait(loader):
                 out.skipped.extend(batch.skipped)
+                workers_cpu += batch.cpu_s if plan.workers else 0.0
                 if batch.ids:
-                    targets = getattr(batch, task.batch_field)
-                    preds = _predict(model, batch, cell, task_module, clock, engine, targets)
-                    t_metric = time.perf_counter()
-                    engine.update(preds, targets)
+                    outputs = _forward(model, batch, cell, task_module, clock)
+                    lane.submit(finish_batch, batch, outputs)
                     digests.update(zip(batch.ids, batch.input_digests or [], strict=False))
-                    for pred, target, sid in zip(preds, targets, batch.ids, strict=True):
-                        if len(out.samples) < keep:
-                            out.samples.append(task_module.save_sample(run_dir, cell.cell_id, shown_name, shown,
-                                                                       sid, pred, target))
-                    clock.add("metric", time.perf_counter() - t_metric)
                     out.num_evaluated += len(batch.ids)
                 bar.update(len(batch.ids) + len(batch.skipped))
     except Exception as e:  # tell the other processes before raising, so none waits forever
         failure = e
+    try:
+        lane.close(plan.forward_threads)
+    except Exception as e:
+        failure = failure or e
     if placement.failed_elsewhere(failure is not None):
         raise SegbenchError("another rank failed while evaluating this cell")
     if failure is not None:
         raise failure
-    out.seconds, out.breakdown_s = time.perf_counter() - t0, clock.totals
+    clock.finish()
+    out.seconds, out.breakdown_s = time.perf_counter() - t0, clock.wall
+    out.cpu_s = dict(clock.cpu, **({"workers": workers_cpu} if plan.workers else {}))
+    if overlapped:
+        out.breakdown_s = dict(clock.wall, postprocess_wait=lane.wait_s)
     engine.reduce(placement)
     out.skipped = placement.concat(out.skipped)
     out.num_evaluated = placement.total(out.num_evaluated)

@@ -198,6 +198,8 @@ PROTOCOL_RULES: tuple[Rule, ...] = (
          when={"merge": "pytorch-encoding"}, forbid=("stride", "resize"), values={"upsample": "bilinear"}),
 )
 
+HEAP_POLICIES = ("retained", "system")  # harness.pipeline.set_heap
+
 MEASURE: dict[str, Key] = {
     "warmup": _count("untimed iterations before timing", 0, "warmup", 2),
     "iters": _count("timed iterations", 1, "iters", 10),
@@ -209,6 +211,8 @@ MEASURE: dict[str, Key] = {
                      hi=LIMITS["timeout_s"], large_hi=LARGE),
     "samples": _count("qualitative samples saved per cell", 0, "samples", 2),
     "num_workers": _count("data loader worker processes", 0, "num_workers", 0),
+    "heap": Key("enum", "CPU cells: keep freed memory in the heap (retained) or let the C library map and unmap "
+                "each large tensor per forward (system); docs/PERFORMANCE.md", "retained", choices=HEAP_POLICIES),
     "on_bad_sample": Key("enum", "a broken sample stops the cell (error) or is skipped and recorded (skip)",
                          "error", choices=BAD_SAMPLE_POLICIES),
     "repeat": _count("repeat each cell's latency measurement", 1, "repeat", 1),

@@ -29,8 +29,13 @@ def test_breakdown_is_recorded_and_printed(tmp_path):
     br = cell.timing.accuracy_breakdown_s
     assert set(br) == {"data_wait", "forward", "postprocess", "metric"} and all(v >= 0 for v in br.values())
     assert sum(br.values()) <= cell.timing.accuracy_s + 1e-6
+    cpu = cell.timing.accuracy_cpu_s
+    assert set(cpu) == set(br) and all(v >= 0 for v in cpu.values()) and cpu["forward"] > 0
+    assert cell.timing.accuracy_pipeline["postprocess"] in ("inline", "overlapped")
+    assert cell.environment.heap in ("retained", "system", "system (not glibc)")
     text = describe(cell)
-    for word in ("model load", "first inference", "accuracy loop", "forward", "metric", "harness share"):
+    for word in ("model load", "first inference", "accuracy loop", "forward", "metric", "CPU s", "cores busy",
+                 "layout:"):
         assert word in text
     out = subprocess.run([sys.executable, "-m", "harness", "profile", str(summary.run_dir)], capture_output=True,
                          text=True, cwd=ROOT)

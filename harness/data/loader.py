@@ -13,6 +13,7 @@ the same bytes; ``Batch.input_digests`` holds their sha256 so a run can show it.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ from PIL import Image
 
 from harness.data.base import SegmentationDataset
 from harness.errors import ConfigError, DataError
+from harness.pipeline import PipelinePlan, worker_context, worker_init
 
 POLICIES = ("error", "skip")
 
@@ -41,6 +43,7 @@ class Batch:
     depths: list[np.ndarray] | None = None
     intrinsics: list[dict | None] | None = None
     input_digests: list[str] | None = None  # sha256 of each corrupted input image (RGB bytes)
+    cpu_s: float = 0.0  # CPU seconds spent decoding (and preprocessing) this batch's samples
 
     def pin_memory(self) -> Batch:
         if self.pixel_values is not None:
@@ -100,6 +103,7 @@ class _Items(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i: int):
+        c0 = time.process_time()
         try:
             s = self.dataset.load(i)
         except DataError as e:
@@ -108,7 +112,7 @@ class _Items(torch.utils.data.Dataset):
             return {"skip": {"id": e.sample_id or self.dataset.sample_id(i), "path": e.path, "reason": str(e)}}
         px = self.preprocess([s.image]) if self.preprocess is not None else None
         digest = image_digest(s.image) if isinstance(self.dataset, CorruptedView) else None
-        return {"sample": s, "pixel_values": px, "digest": digest}
+        return {"sample": s, "pixel_values": px, "digest": digest, "cpu_s": time.process_time() - c0}
 
 
 def _collate(items: list[dict]) -> Batch:
@@ -124,14 +128,17 @@ def _collate(items: list[dict]) -> Batch:
         depths=[it["sample"].depth for it in good] if good and hasattr(good[0]["sample"], "depth") else None,
         intrinsics=[it["sample"].intrinsics for it in good] if good and hasattr(good[0]["sample"], "depth") else None,
         input_digests=[it["digest"] for it in good] if good and good[0]["digest"] is not None else None,
+        cpu_s=sum(it["cpu_s"] for it in good),
     )
 
 
 def make_loader(dataset: SegmentationDataset, batch_size: int = 1, num_workers: int = 0,
                 preprocess: Callable[[list[Image.Image]], torch.Tensor] | None = None,
-                on_bad_sample: str = "error", corruption: dict | None = None) -> Iterator[Batch]:
+                on_bad_sample: str = "error", corruption: dict | None = None,
+                plan: PipelinePlan | None = None) -> Iterator[Batch]:
     """Iterate over ``dataset`` in batches; see the module docstring for the bad-sample policy and
-    ``corruption``.
+    ``corruption``. ``plan`` (:mod:`harness.pipeline`) says how the workers start, their priority and
+    threads (default: DataLoader's own defaults).
 
     ``batch_size`` counts samples, skipped ones included (a batch may hold fewer images, or
     none). With ``num_workers > 0`` decoding and ``preprocess`` run in worker processes;
@@ -148,10 +155,14 @@ def make_loader(dataset: SegmentationDataset, batch_size: int = 1, num_workers: 
         raise DataError(f"{first['path']}: {first['reason']}" + (f" (and {len(unpaired) - 1} more)" if len(unpaired) > 1 else "")
                         + "; set measure.on_bad_sample: skip to evaluate the rest", path=first["path"],
                         sample_id=first["id"])
+    workers = {}
+    if num_workers and plan is not None:
+        workers = {"multiprocessing_context": worker_context(plan),
+                   "worker_init_fn": worker_init(plan.worker_nice or 0, plan.worker_threads or 1)}
     loader = torch.utils.data.DataLoader(
         _Items(dataset, preprocess, on_bad_sample), batch_size=batch_size, shuffle=False,
         num_workers=num_workers, collate_fn=_collate, pin_memory=torch.cuda.is_available() and preprocess is not None,
-        persistent_workers=False)
+        persistent_workers=False, **workers)
     first = True
     for batch in loader:
         if on_bad_sample == "error" and batch.skipped:
