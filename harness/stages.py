@@ -149,19 +149,42 @@ def _forward(model, batch, cell: Cell, task_module, clock: StageClock):
                                              for im in ims], batch.images)
 
 
-def _postprocess(model, outputs, batch, cell: Cell, task_module, clock: StageClock, engine, targets,
-                 background: bool) -> list[torch.Tensor]:
-    """Forward outputs -> predictions at each image's size (predictions under a protocol pass through).
+class _BatchFinisher:
+    """What follows a batch's forward: its predictions at each image's size, the metric update and the
+    saved samples; called inline or on the pipeline's background lane (``background``)."""
 
-    An engine with a ``postprocess(model, outputs, sizes, targets)`` method makes the label maps itself
-    (the same maps as ``model.postprocess``), so statistics that need the resized outputs (segmentation's
-    calibration) share its one resize."""
-    if prediction_protocol(cell, task_module) is not None:
-        return outputs
-    post = getattr(engine, "postprocess", None)
-    if post is not None:
-        return clock.run("postprocess", post, model, outputs, batch.sizes, targets, background=background)
-    return clock.run("postprocess", model.postprocess, outputs, batch.sizes, background=background)
+    def __init__(self, model, cell: Cell, task, task_module, engine, clock: StageClock, out: AccuracyOutcome,
+                 run_dir: Path, share, keep: int, background: bool):
+        self.model, self.cell, self.task, self.task_module, self.engine = model, cell, task, task_module, engine
+        self.clock, self.out, self.run_dir, self.keep, self.background = clock, out, run_dir, keep, background
+        self.shown, self.shown_name = _inputs_as_seen(share, cell)
+        self.protocol = prediction_protocol(cell, task_module)
+
+    def __call__(self, batch, outputs) -> None:
+        targets = getattr(batch, self.task.batch_field)
+        preds = self._postprocess(outputs, batch, targets)
+        self.clock.run("metric", self._update, preds, targets, batch, background=self.background)
+
+    def _postprocess(self, outputs, batch, targets) -> list[torch.Tensor]:
+        """Forward outputs -> predictions at each image's size (predictions under a protocol pass through).
+
+        An engine with a ``postprocess(model, outputs, sizes, targets)`` method makes the label maps itself
+        (the same maps as ``model.postprocess``), so statistics that need the resized outputs
+        (segmentation's calibration) share its one resize."""
+        if self.protocol is not None:
+            return outputs
+        post = getattr(self.engine, "postprocess", None)
+        if post is not None:
+            return self.clock.run("postprocess", post, self.model, outputs, batch.sizes, targets,
+                                  background=self.background)
+        return self.clock.run("postprocess", self.model.postprocess, outputs, batch.sizes, background=self.background)
+
+    def _update(self, preds, targets, batch) -> None:
+        self.engine.update(preds, targets)
+        for pred, target, sid in zip(preds, targets, batch.ids, strict=True):
+            if len(self.out.samples) < self.keep:
+                self.out.samples.append(self.task_module.save_sample(self.run_dir, self.cell.cell_id, self.shown_name,
+                                                                     self.shown, sid, pred, target))
 
 
 def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module, placement) -> AccuracyOutcome:
@@ -181,27 +204,13 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
     loader = make_loader(share, batch_size=cell.batch_size, num_workers=cell.measure["num_workers"],
                          preprocess=model.preprocessor if whole else None,
                          on_bad_sample=cell.measure["on_bad_sample"], corruption=cell.corruption, plan=plan)
-    shown, shown_name = _inputs_as_seen(share, cell)
     out = AccuracyOutcome(Accuracy(), 0.0, {}, pipeline=plan.as_dict())
-    keep = cell.measure["samples"] if placement.is_main else 0
     overlapped = plan.postprocess == "overlapped"
     clock, lane = StageClock(model.device, overlapped), Lane(overlapped, plan.postprocess_threads)
+    finish = _BatchFinisher(model, cell, task, task_module, engine, clock, out, run_dir, share,
+                            cell.measure["samples"] if placement.is_main else 0, overlapped)
     digests: dict[str, str] = {}
-    workers_cpu = 0.0
-
-    def finish_batch(batch, outputs) -> None:  # postprocess + metric + samples (inline or in the lane)
-        targets = getattr(batch, task.batch_field)
-        preds = _postprocess(model, outputs, batch, cell, task_module, clock, engine, targets, overlapped)
-        clock.run("metric", _update, engine, preds, targets, batch, background=overlapped)
-
-    def _update(engine, preds, targets, batch) -> None:
-        engine.update(preds, targets)
-        for pred, target, sid in zip(preds, targets, batch.ids, strict=True):
-            if len(out.samples) < keep:
-                out.samples.append(task_module.save_sample(run_dir, cell.cell_id, shown_name, shown,
-                                                           sid, pred, target))
-
-    failure: BaseException | None = None
+    workers_cpu, failure = 0.0, None
     t0 = time.perf_counter()
     try:
         with tqdm(total=len(share), desc=f"accuracy {cell.cell_id[:40]}", unit="img", leave=False,
@@ -210,8 +219,7 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
                 out.skipped.extend(batch.skipped)
                 workers_cpu += batch.cpu_s if plan.workers else 0.0
                 if batch.ids:
-                    outputs = _forward(model, batch, cell, task_module, clock)
-                    lane.submit(finish_batch, batch, outputs)
+                    lane.submit(finish, batch, _forward(model, batch, cell, task_module, clock))
                     digests.update(zip(batch.ids, batch.input_digests or [], strict=False))
                     out.num_evaluated += len(batch.ids)
                 bar.update(len(batch.ids) + len(batch.skipped))
@@ -226,10 +234,9 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
     if failure is not None:
         raise failure
     clock.finish()
-    out.seconds, out.breakdown_s = time.perf_counter() - t0, clock.wall
+    out.seconds = time.perf_counter() - t0
+    out.breakdown_s = dict(clock.wall, **({"postprocess_wait": lane.wait_s} if overlapped else {}))
     out.cpu_s = dict(clock.cpu, **({"workers": workers_cpu} if plan.workers else {}))
-    if overlapped:
-        out.breakdown_s = dict(clock.wall, postprocess_wait=lane.wait_s)
     engine.reduce(placement)
     out.skipped = placement.concat(out.skipped)
     out.num_evaluated = placement.total(out.num_evaluated)
