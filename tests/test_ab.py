@@ -69,7 +69,10 @@ def test_fifteen_percent_slowdown_is_a_regression(tmp_path):
     assert len(res.order) == 8 and res.order[:2] == ["BA", "AB"]  # the warm-up round was AB
     _never_wrong(res, "regression")
     assert res.exit_code in (ab.EXIT_REGRESSION, ab.EXIT_CANNOT_COMPARE)
-    assert res.cells[0].stats.ratio > 1.0
+    # a timing claim only where the verdict makes one: one pair of 0.69 among eight left the ratio at
+    # 0.99 (inconclusive) on a noisy 2-core box; tests/benchmarks/test_ab_verdicts.py measures the rate
+    stats = res.cells[0].stats
+    assert stats.verdict != "regression" or stats.ratio > 1.05
 
 
 def test_fifteen_percent_speedup_is_an_improvement(tmp_path):
