@@ -20,7 +20,8 @@ def _loop_lines(cell: CellResult) -> list[str]:
     if total <= 0:
         return []
     n = (cell.accuracy.metrics or {}).get("num_images") or 0
-    lines = [f"  accuracy loop         {total:9.3f} s  over {n} images", "    stage                   wall s  share    CPU s  cores busy"]
+    lines = [f"  accuracy loop         {total:9.3f} s  over {n} images",
+             f"    {'stage':18s}  {'wall':>9s}   {'share':>6s}  {'CPU s':>8s}  {'cores busy':>10s}"]
     threads = {"forward": plan.get("forward_threads"),
                "postprocess": plan.get("postprocess_threads"), "metric": 1, "data_wait": 1}
     hints = []
@@ -29,14 +30,14 @@ def _loop_lines(cell: CellResult) -> list[str]:
             continue
         c = cpu.get(stage)
         busy = c / wall[stage] if c is not None and wall[stage] > 0 else None
-        lines.append(f"    {stage:18s}  {wall[stage]:9.3f} s {100 * wall[stage] / total:5.1f}%"
-                     + (f"  {c:8.3f}  {busy:5.2f}" if busy is not None else ""))
+        lines.append(f"    {stage:18s}  {wall[stage]:9.3f} s {100 * wall[stage] / total:6.1f}%"
+                     + (f"  {c:8.3f}  {busy:10.2f}" if busy is not None else ""))
         want = threads.get(stage)
         if busy is not None and want and stage == "forward" and busy < BUSY_SHARE * want and wall[stage] > 0.05:
             hints.append(f"    the forward kept {busy:.2f} of its {want} threads' cores busy: other work on this machine "
                          "(other processes, data workers) took CPU time from it")
     if "workers" in cpu:
-        lines.append(f"    data workers (CPU)            {cpu['workers']:8.3f} s  decode + preprocess, "
+        lines.append(f"    {'data workers (CPU)':18s}  {'':9s}   {'':6s}  {cpu['workers']:8.3f}  decode + preprocess, "
                      f"{plan.get('workers')} worker(s)")
     if overlapped:
         lines.append("    postprocess + metric ran in a background thread beside the next forward "

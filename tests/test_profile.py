@@ -23,19 +23,21 @@ def test_breakdown_is_recorded_and_printed(tmp_path):
     suite = tmp_path / "s.yaml"
     suite.write_text(yaml.safe_dump({"name": "prof", "models": [{"name": str(model), "label": "tiny"}],
                                      "datasets": [{"name": "ade20k", "root": str(ade)}],
-                                     "measure": {"iters": 2, "flops": False}}))
+                                     "measure": {"iters": 2, "flops": False, "num_workers": 1}}))
     summary = run_suite(suite, out_dir=tmp_path / "r", echo=False)
     cell = next(iter(load_run(summary.run_dir).cells.values()))
     br = cell.timing.accuracy_breakdown_s
     assert set(br) == {"data_wait", "forward", "postprocess", "metric"} and all(v >= 0 for v in br.values())
     assert sum(br.values()) <= cell.timing.accuracy_s + 1e-6
     cpu = cell.timing.accuracy_cpu_s
-    assert set(cpu) == set(br) and all(v >= 0 for v in cpu.values()) and cpu["forward"] > 0
-    assert cell.timing.accuracy_pipeline["postprocess"] in ("inline", "overlapped")
+    assert set(cpu) == {*br, "workers"} and all(v >= 0 for v in cpu.values()) and cpu["forward"] > 0
+    assert cpu["workers"] > 0  # the worker reported its decode time from its own process
+    plan = cell.timing.accuracy_pipeline
+    assert plan["postprocess"] in ("inline", "overlapped") and (plan["workers"], plan["worker_start"]) == (1, "forkserver")
     assert cell.environment.heap in ("retained", "system", "system (not glibc)")
     text = describe(cell)
     for word in ("model load", "first inference", "accuracy loop", "forward", "metric", "CPU s", "cores busy",
-                 "layout:"):
+                 "layout:", "data workers (CPU)", "forkserver"):
         assert word in text
     out = subprocess.run([sys.executable, "-m", "harness", "profile", str(summary.run_dir)], capture_output=True,
                          text=True, cwd=ROOT)
