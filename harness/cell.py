@@ -20,7 +20,7 @@ import torch
 from harness.cell_result import CellEnvironment, CellResult, Identity
 from harness.errors import SegbenchError, UnsupportedError
 from harness.measure import memory as mem
-from harness.suite import DEFAULT_MEASURE, Cell
+from harness.suite import Cell
 
 CORRUPTED_LATENCY_NOTE = ("not measured on corrupted images: the model's speed does not depend on the image "
                           "content; the clean cell of the same settings has the latency, memory and FLOPs")
@@ -84,8 +84,7 @@ def _measure(cell: Cell, run_dir: Path, result: CellResult, load_model, load_dat
     task, module = get_task(cell.task), task_module(cell.task)
     if cell.measure["num_workers"] and cell.measure["accuracy"]:
         start_worker_server()  # its imports run while the model loads
-    heap = cell.measure.get("heap", DEFAULT_MEASURE["heap"])
-    result.environment.heap = set_heap(heap, torch.device(cell.device))
+    result.environment.heap = set_heap(cell.measure["heap"], torch.device(cell.device))
     model, result.timing.load_s, result.provenance, result.compute, result.memory.weights = \
         stages.load_model(cell, load_model, module)
     result.identity.protocol = stages.protocol_as_run(cell, model)

@@ -43,10 +43,11 @@ import platform
 import queue
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
+
+from harness.measure.latency import _sync as sync
 
 WORKER_NICE = 19  # niceness of a CPU cell's data workers (0 = normal, 19 = lowest)
 WORKER_THREADS = 1  # torch intra-op threads in each data worker
@@ -154,13 +155,9 @@ def worker_context(plan: PipelinePlan):
     return multiprocessing.get_context(plan.worker_start)
 
 
-def worker_init(nice: int, threads: int) -> Callable[[int], None]:
-    """A DataLoader ``worker_init_fn`` that sets the worker's priority and torch threads."""
-    return _WorkerInit(nice, threads)
-
-
-class _WorkerInit:
-    """Picklable ``worker_init_fn`` (workers started by a fork server receive it pickled)."""
+class WorkerInit:
+    """A DataLoader ``worker_init_fn`` that sets the worker's priority and torch threads (a class, so
+    that workers started by a fork server can receive it pickled)."""
 
     def __init__(self, nice: int, threads: int):
         self.nice, self.threads = nice, threads
@@ -198,12 +195,10 @@ class StageClock:
 
     def run(self, stage: str, fn, *args, background: bool = False):
         """``fn(*args)``, its time charged to ``stage``; ``background``: on the lane's thread."""
-        from harness.measure.latency import _sync
-
         clock = time.thread_time if background else self._main_cpu
         t0, c0 = time.perf_counter(), clock()
         out = fn(*args)
-        _sync(self.device)
+        sync(self.device)
         self.add(stage, time.perf_counter() - t0, clock() - c0)
         return out
 

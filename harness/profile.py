@@ -22,8 +22,7 @@ def _loop_lines(cell: CellResult) -> list[str]:
     n = (cell.accuracy.metrics or {}).get("num_images") or 0
     lines = [f"  accuracy loop         {total:9.3f} s  over {n} images",
              f"    {'stage':18s}  {'wall':>9s}   {'share':>6s}  {'CPU s':>8s}  {'cores busy':>10s}"]
-    threads = {"forward": plan.get("forward_threads"),
-               "postprocess": plan.get("postprocess_threads"), "metric": 1, "data_wait": 1}
+    want = plan.get("forward_threads")  # a forward below BUSY_SHARE of its threads' cores gets a hint line
     hints = []
     for stage in (*STAGES, "postprocess_wait"):
         if stage not in wall:
@@ -32,8 +31,7 @@ def _loop_lines(cell: CellResult) -> list[str]:
         busy = c / wall[stage] if c is not None and wall[stage] > 0 else None
         lines.append(f"    {stage:18s}  {wall[stage]:9.3f} s {100 * wall[stage] / total:6.1f}%"
                      + (f"  {c:8.3f}  {busy:10.2f}" if busy is not None else ""))
-        want = threads.get(stage)
-        if busy is not None and want and stage == "forward" and busy < BUSY_SHARE * want and wall[stage] > 0.05:
+        if stage == "forward" and busy is not None and want and busy < BUSY_SHARE * want and wall[stage] > 0.05:
             hints.append(f"    the forward kept {busy:.2f} of its {want} threads' cores busy: other work on this machine "
                          "(other processes, data workers) took CPU time from it")
     if "workers" in cpu:

@@ -140,9 +140,8 @@ def make_engine(task_module, model, dataset, cell: Cell):
     return task_module.make_engine(model, dataset, cell.seed, cell=cell)
 
 
-def _forward(model, batch, cell: Cell, task_module, clock: StageClock):
-    """The batch's forward outputs (whole batches), or its predictions under the cell's protocol."""
-    protocol = prediction_protocol(cell, task_module)
+def _forward(model, batch, protocol: dict | None, task_module, clock: StageClock):
+    """The batch's forward outputs (whole batches: ``protocol`` None), or its predictions under ``protocol``."""
     if protocol is None:
         return clock.run("forward", model.forward, batch.pixel_values)
     return clock.run("forward", lambda ims: [task_module.predict_with_protocol(model, im, protocol)
@@ -153,12 +152,12 @@ class _BatchFinisher:
     """What follows a batch's forward: its predictions at each image's size, the metric update and the
     saved samples; called inline or on the pipeline's background lane (``background``)."""
 
-    def __init__(self, model, cell: Cell, task, task_module, engine, clock: StageClock, out: AccuracyOutcome,
-                 run_dir: Path, share, keep: int, background: bool):
+    def __init__(self, model, cell: Cell, protocol: dict | None, task, task_module, engine, clock: StageClock,
+                 out: AccuracyOutcome, run_dir: Path, share, keep: int, background: bool):
         self.model, self.cell, self.task, self.task_module, self.engine = model, cell, task, task_module, engine
         self.clock, self.out, self.run_dir, self.keep, self.background = clock, out, run_dir, keep, background
         self.shown, self.shown_name = _inputs_as_seen(share, cell)
-        self.protocol = prediction_protocol(cell, task_module)
+        self.protocol = protocol
 
     def __call__(self, batch, outputs) -> None:
         targets = getattr(batch, self.task.batch_field)
@@ -199,7 +198,8 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
     from harness.data.loader import make_loader
 
     engine = make_engine(task_module, model, dataset, cell)
-    whole = prediction_protocol(cell, task_module) is None
+    protocol = prediction_protocol(cell, task_module)
+    whole = protocol is None
     plan = plan_for(model.device, cell.measure["num_workers"], whole)
     loader = make_loader(share, batch_size=cell.batch_size, num_workers=cell.measure["num_workers"],
                          preprocess=model.preprocessor if whole else None,
@@ -207,7 +207,7 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
     out = AccuracyOutcome(Accuracy(), 0.0, {}, pipeline=plan.as_dict())
     overlapped = plan.postprocess == "overlapped"
     clock, lane = StageClock(model.device, overlapped), Lane(overlapped, plan.postprocess_threads)
-    finish = _BatchFinisher(model, cell, task, task_module, engine, clock, out, run_dir, share,
+    finish = _BatchFinisher(model, cell, protocol, task, task_module, engine, clock, out, run_dir, share,
                             cell.measure["samples"] if placement.is_main else 0, overlapped)
     digests: dict[str, str] = {}
     workers_cpu, failure = 0.0, None
@@ -219,7 +219,7 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
                 out.skipped.extend(batch.skipped)
                 workers_cpu += batch.cpu_s if plan.workers else 0.0
                 if batch.ids:
-                    lane.submit(finish, batch, _forward(model, batch, cell, task_module, clock))
+                    lane.submit(finish, batch, _forward(model, batch, protocol, task_module, clock))
                     digests.update(zip(batch.ids, batch.input_digests or [], strict=False))
                     out.num_evaluated += len(batch.ids)
                 bar.update(len(batch.ids) + len(batch.skipped))

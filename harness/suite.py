@@ -128,7 +128,11 @@ class Cell:
 
     @classmethod
     def from_dict(cls, d: dict) -> Cell:
+        """The cell of :meth:`to_dict`; measure keys added since it was written take their defaults
+        (a run resumed by a newer segbench)."""
         d = {k: v for k, v in d.items() if k != "cell_id"}
+        if isinstance(d.get("measure"), dict):
+            d["measure"] = {**DEFAULT_MEASURE, **d["measure"]}
         return cls(**d)
 
 

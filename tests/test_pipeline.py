@@ -162,3 +162,9 @@ def test_retained_heap_keeps_a_freed_large_tensor():
 def test_heap_policy_applies_to_cpu_cells_only():
     assert pipeline.set_heap("system", torch.device("cpu")) == "system"
     assert pipeline.set_heap("retained", torch.device("cuda")) == "system"
+
+
+def test_a_cell_written_before_the_heap_setting_resumes_with_its_default():
+    spec = _cell("m", "root", workers=0).to_dict()
+    del spec["measure"]["heap"]
+    assert Cell.from_dict(spec).measure["heap"] == DEFAULT_MEASURE["heap"] == "retained"

@@ -23,7 +23,7 @@ from PIL import Image
 
 from harness.data.base import SegmentationDataset
 from harness.errors import ConfigError, DataError
-from harness.pipeline import PipelinePlan, worker_context, worker_init
+from harness.pipeline import PipelinePlan, WorkerInit, worker_context
 
 POLICIES = ("error", "skip")
 
@@ -158,7 +158,7 @@ def make_loader(dataset: SegmentationDataset, batch_size: int = 1, num_workers: 
     workers = {}
     if num_workers and plan is not None:
         workers = {"multiprocessing_context": worker_context(plan),
-                   "worker_init_fn": worker_init(plan.worker_nice or 0, plan.worker_threads or 1)}
+                   "worker_init_fn": WorkerInit(plan.worker_nice or 0, plan.worker_threads or 1)}
     loader = torch.utils.data.DataLoader(
         _Items(dataset, preprocess, on_bad_sample), batch_size=batch_size, shuffle=False,
         num_workers=num_workers, collate_fn=_collate, pin_memory=torch.cuda.is_available() and preprocess is not None,
