@@ -29,6 +29,14 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "depth
 RTOL = 2e-5  # float32 kernel against float64 references
 
 
+@pytest.fixture(params=["fused", "numpy", "torch"])
+def engine(request) -> str:
+    """Each CPU engine of DepthMetrics (the fused one needs numba, installed with the ``depth`` extra)."""
+    if request.param == "fused":
+        pytest.importorskip("numba", reason="the fused engine needs numba (pip install 'segbench[depth]')")
+    return request.param
+
+
 def assert_close(got: dict, ref: dict, keys=KEYS, rtol=RTOL, atol=1e-7):
     for k in keys:
         assert got[k] == pytest.approx(float(ref[k]), rel=rtol, abs=atol), k
@@ -48,10 +56,10 @@ def test_harness_exports_depth_metrics():
 
 
 @pytest.mark.parametrize("crop", [None, "eigen", [10, 400, 5, 630]])
-def test_matches_float64_reference_on_synthetic_batches(crop):
+def test_matches_float64_reference_on_synthetic_batches(crop, engine):
     rng = np.random.default_rng(0)
     pred, gt = synthetic_pair(rng, (3, 480, 640))
-    m = DepthMetrics(min_depth=1e-3, max_depth=10.0, crop=crop)
+    m = DepthMetrics(min_depth=1e-3, max_depth=10.0, crop=crop, engine=engine)
     m.update(pred, gt)
     box = crop_box(crop, 480, 640) if crop is not None else None
     out = m.compute()
@@ -61,7 +69,7 @@ def test_matches_float64_reference_on_synthetic_batches(crop):
     assert_close(m.compute("pixel"), reference(pred, gt, 1e-3, 10.0, box, reduction="pixel"))
 
 
-def test_real_nyu_and_kitti_ground_truth_with_the_eval_protocols():
+def test_real_nyu_and_kitti_ground_truth_with_the_eval_protocols(engine):
     rng = np.random.default_rng(1)
     for name, lo, hi, crop in (("nyu_depth_v2", 1e-3, 10.0, "eigen"), ("kitti", 1e-3, 80.0, "garg")):
         gts = real_gt(name)
@@ -72,7 +80,7 @@ def test_real_nyu_and_kitti_ground_truth_with_the_eval_protocols():
             base = np.where(g > 0, g, np.median(g[g > 0]))
             ramp = np.linspace(0.85, 1.2, w, dtype=np.float32)[None, :]
             preds.append((base * ramp * np.exp(rng.normal(0, 0.1, (h, w)))).astype(np.float32))
-        m = DepthMetrics(min_depth=lo, max_depth=hi, crop=crop)
+        m = DepthMetrics(min_depth=lo, max_depth=hi, crop=crop, engine=engine)
         for p, g in zip(preds, gts, strict=True):
             m.update(p, g)
         box = crop_box(crop, *gts[0].shape)
@@ -83,7 +91,7 @@ def test_real_nyu_and_kitti_ground_truth_with_the_eval_protocols():
         assert_close(m.compute(), zoe_mean, keys=list(zoe_mean), rtol=1e-4)
 
 
-def test_non_finite_predictions_and_ground_truth_follow_zoedepth():
+def test_non_finite_predictions_and_ground_truth_follow_zoedepth(engine):
     rng = np.random.default_rng(2)
     pred, gt = synthetic_pair(rng, (2, 64, 96))
     pred[0, :4] = np.nan
@@ -94,18 +102,18 @@ def test_non_finite_predictions_and_ground_truth_follow_zoedepth():
     gt[0, 10:12] = np.nan  # invalid ground truth, as 0
     gt[1, 12:14] = np.inf
     gt[1, 14:16] = 10.0  # == max_depth: outside the open range
-    m = DepthMetrics(min_depth=1e-3, max_depth=10.0)
+    m = DepthMetrics(min_depth=1e-3, max_depth=10.0, engine=engine)
     m.update(torch.from_numpy(pred), torch.from_numpy(gt))
     out = m.compute()
     assert all(np.isfinite(out[k]) for k in KEYS)
     assert_close(out, reference(pred, gt, 1e-3, 10.0))
 
 
-def test_unbounded_range_as_marigold_eth3d():
+def test_unbounded_range_as_marigold_eth3d(engine):
     rng = np.random.default_rng(13)
     pred, gt = synthetic_pair(rng, (2, 40, 60), lo=0.5, hi=60.0)
     gt[0, 0, :5] = np.inf  # no measurement
-    m = DepthMetrics(min_depth=1e-5, max_depth=float("inf"))
+    m = DepthMetrics(min_depth=1e-5, max_depth=float("inf"), engine=engine)
     m.update(pred, gt)
     assert_close(m.compute(), reference(pred, gt, 1e-5, float("inf")))
     with pytest.raises(ValueError, match="depth range"):
@@ -128,10 +136,10 @@ def test_leading_batch_shapes_numpy_and_torch_agree():
     assert_close(ra, rc, rtol=1e-12)
 
 
-def test_float64_inputs_are_computed_in_float64():
+def test_float64_inputs_are_computed_in_float64(engine):
     rng = np.random.default_rng(4)
     pred, gt = synthetic_pair(rng, (2, 30, 40))
-    m = DepthMetrics()
+    m = DepthMetrics(engine=engine)
     m.update(pred.astype(np.float64), gt.astype(np.float64))
     assert_close(m.compute(), reference(pred, gt, 1e-3, 10.0), rtol=1e-10, atol=1e-12)
 
@@ -152,12 +160,12 @@ def test_prediction_resized_to_the_ground_truth_bilinear_align_corners():
     assert m2.settings()["align_corners"] is None
 
 
-def test_mask_argument_and_empty_images():
+def test_mask_argument_and_empty_images(engine):
     rng = np.random.default_rng(6)
     pred, gt = synthetic_pair(rng, (3, 32, 32))
     gt[2] = 0  # no valid pixel: left out and counted
     mask = rng.random((3, 32, 32)) < 0.5
-    m = DepthMetrics()
+    m = DepthMetrics(engine=engine)
     m.update(pred, gt, mask=mask)
     out = m.compute()
     assert out["num_images"] == 2 and out["num_empty"] == 1
@@ -240,6 +248,48 @@ def test_numpy_and_torch_kernels_agree():
     assert cpu.shape == dev.shape == (3, len(RAW))
     np.testing.assert_array_equal(cpu[:, [0, 7, 8, 9]], dev[:, [0, 7, 8, 9]])
     np.testing.assert_allclose(cpu, dev, rtol=2e-5)
+    pytest.importorskip("numba", reason="the fused engine needs numba (pip install 'segbench[depth]')")
+    box = (3, 190, 11, 650)  # a crop, several blocks of rows per image, NaN in both inputs
+    fused = DepthMetrics(engine="fused")._cpu_sums(pred, gt, mask, box, 1e-3, 10.0, "fused")
+    sub = (slice(None), slice(box[0], box[1]), slice(box[2], box[3]))
+    dev = _torch_sums(*(torch.from_numpy(np.ascontiguousarray(a[sub])) for a in (pred, gt, mask)), 1e-3, 10.0).numpy()
+    np.testing.assert_array_equal(fused[:, [0, 7, 8, 9]], dev[:, [0, 7, 8, 9]])
+    np.testing.assert_allclose(fused, dev, rtol=2e-5)
+
+
+def test_fused_logarithm_within_three_ulps_of_float64():
+    """The fused kernel's own logarithm (exponent split + polynomial) over the range of p / g it meets."""
+    pytest.importorskip("numba", reason="the fused engine needs numba (pip install 'segbench[depth]')")
+    from harness.depth import fused, fused_loops
+
+    rng = np.random.default_rng(15)
+    for dtype, ulps in ((np.float32, 3.0), (np.float64, 12.0)):
+        x = np.concatenate([np.exp(rng.uniform(-12, 12, 3000)), 1 + rng.uniform(-1e-3, 1e-3, 500),
+                            [1.0, 0.5, 2.0, np.sqrt(0.5), np.sqrt(2.0), 1e-4, 8e4]]).astype(dtype)
+        (one, ln2, *_), coefficients = fused._constants(np.dtype(dtype))
+        got = np.array([fused_loops.log(v, one, ln2, coefficients) for v in x])
+        exact = np.log(x.astype(np.longdouble))
+        spacing = np.spacing(np.abs(exact).astype(dtype)).astype(np.longdouble)
+        err = np.abs(got.astype(np.longdouble) - exact) / np.maximum(spacing, np.finfo(dtype).tiny)
+        assert float(err.max()) <= ulps, dtype
+    assert fused.supports(1e-3, 80.0, np.dtype(np.float32))
+    assert not fused.supports(1e-5, float("inf"), np.dtype(np.float32))
+    assert not fused.supports(1e-6, 1e34, np.dtype(np.float32)) and fused.supports(1e-6, 1e34, np.dtype(np.float64))
+
+
+def test_engine_choice_and_errors(monkeypatch):
+    from harness.depth import fused
+
+    m = DepthMetrics()
+    assert m.engine_for(torch.device("cpu")) == ("fused" if fused.available() else "numpy")
+    assert m.engine_for(torch.device("meta")) == "torch"  # any device but the CPU
+    assert DepthMetrics(engine="numpy").engine_for(torch.device("cpu")) == "numpy"
+    with pytest.raises(ValueError, match="unknown depth metric engine 'numba'"):
+        DepthMetrics(engine="numba")
+    monkeypatch.setattr(fused, "available", lambda: False)
+    with pytest.raises(ValueError, match="needs numba"):
+        DepthMetrics(engine="fused")
+    assert DepthMetrics().engine_for(torch.device("cpu")) == "numpy"
 
 
 def test_threads_give_the_same_state_and_pickle():
@@ -264,8 +314,8 @@ def test_whole_tensor_path_gives_the_same_metrics_and_state():
     pred, gt = synthetic_pair(rng, (3, 50, 70))
     gt[2] = 0  # an empty image: counted on both paths
     for alignment in ("none", "lstsq_disparity"):
-        cpu, dev = DepthMetrics(alignment=alignment, crop=[1, 48, 2, 69]), DepthMetrics(alignment=alignment, crop=[1, 48, 2, 69])
-        dev._whole_tensor = True
+        cpu = DepthMetrics(alignment=alignment, crop=[1, 48, 2, 69])
+        dev = DepthMetrics(alignment=alignment, crop=[1, 48, 2, 69], engine="torch")
         for m in (cpu, dev):
             m.update(pred[:2], gt[:2])
             m.update(pred[2:], gt[2:])

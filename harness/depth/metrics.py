@@ -31,11 +31,13 @@ sums, and counters. It is a plain sum, so ranks combine by ``all_reduce`` of ``s
 and ``load_state_tensor()``, or ``merge()``, as :class:`harness.metrics.SegmentationMetrics`.
 
 Speed. On CUDA (any non-CPU device) the batch is processed by whole-tensor torch kernels on the
-prediction's device and the state stays there. On the CPU each image's crop goes through numpy
-in one thread, in blocks of rows: invalid pixels are zeroed by one multiplication (a block with at
-most :data:`SPARSE_SHARE` of its pixels evaluated, e.g. KITTI's semi-dense ground truth, is
-compacted first instead), one logarithm per pixel (``log1p((p - g) / g)``) instead of six, sums as
-BLAS dot products, and thresholds compared on |r|. docs/PERFORMANCE.md has the figures.
+prediction's device and the state stays there. On the CPU the ``engine`` chooses: ``fused``
+(the default where numba is installed: :mod:`harness.depth.fused`, one vectorised sweep per crop
+row computing all ten sums), ``numpy`` (:class:`_NumpyKernel`: each image's crop in blocks of
+rows, invalid pixels zeroed by one multiplication, a block with at most :data:`SPARSE_SHARE` of
+its pixels evaluated, e.g. KITTI's semi-dense ground truth, compacted first, one logarithm per
+pixel, sums as BLAS dot products) or ``torch`` (the device kernels on the CPU).
+docs/PERFORMANCE.md has the figures.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness.depth import fused
 from harness.depth.align import align, check_alignment
 from harness.depth.crops import check_crop, crop_box
 
@@ -57,6 +60,7 @@ RAW = ("n", "abs_e", "sq_rel", "sq_err", "r", "r2", "abs_r", "t1", "t2", "t3")
 STATE_FIELDS = (("images",) + tuple(f"image_{m}" for m in METRICS) + tuple(f"pooled_{s}" for s in RAW)
                 + ("images_seen", "images_empty", "alignment_degenerate"))
 REDUCTIONS = ("image", "pixel")
+ENGINES = ("auto", "fused", "numpy", "torch")
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "nearest-exact", "area")
 LN_125 = math.log(1.25)
 # CPU updates folded into the state at once (their per-image metrics computed in one numpy call).
@@ -202,7 +206,7 @@ class _NumpyKernel:
 def _torch_sums(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor | None, lo: float, hi: float) -> torch.Tensor:
     """Raw sums (N, len(RAW)) float64 of (N, h, w) crops, whole-tensor torch kernels on their device."""
     pc = torch.nan_to_num(p, nan=lo, posinf=hi, neginf=lo).clamp_(lo, hi)
-    gc = torch.nan_to_num(g, nan=0.0).clamp(lo, hi)
+    gc = torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0).clamp(lo, hi)  # non-finite ground truth: invalid
     v = (gc > lo) & (gc < hi)
     if m is not None:
         v &= m
@@ -252,13 +256,18 @@ class DepthMetrics:
         interpolation, align_corners: how a prediction of another size is resized to the ground truth's.
         min_valid_pixels: images with fewer evaluated pixels are left out and counted.
         device: where the state lives; default: the device of the first prediction.
-        threads: CPU threads for the numpy kernel (1: the calling thread only). Python threads
+        threads: CPU threads for the CPU kernel (1: the calling thread only). Python threads
             wait without spinning, so a busy core slows them but never stalls them.
+        engine: the kernel of CPU updates: ``fused`` (numba, :mod:`harness.depth.fused`), ``numpy``
+            (:class:`_NumpyKernel`), ``torch`` (the whole-tensor kernels other devices use) or
+            ``auto`` (``fused`` where numba is installed, else ``numpy``). Updates on another device
+            always use ``torch``. All give the same metrics to float32 rounding.
     """
 
     def __init__(self, min_depth: float = 1e-3, max_depth: float = 10.0, crop=None, alignment: str = "none",
                  reduction: str = "image", interpolation: str = "bilinear", align_corners: bool | None = True,
-                 min_valid_pixels: int = 1, device: str | torch.device | None = None, threads: int = 1):
+                 min_valid_pixels: int = 1, device: str | torch.device | None = None, threads: int = 1,
+                 engine: str = "auto"):
         if not (math.isfinite(min_depth) and not math.isnan(max_depth) and 0 <= min_depth < max_depth):
             raise ValueError(f"depth range ({min_depth!r}, {max_depth!r}): expected 0 <= min_depth < max_depth "
                              "(metres; min finite, max may be inf)")
@@ -281,7 +290,11 @@ class DepthMetrics:
             raise ValueError(f"threads must be at least 1, got {threads!r}")
         self.threads = int(threads)
         self._pool: ThreadPoolExecutor | None = None
-        self._whole_tensor = False  # True: the CUDA path's torch kernels on the CPU too (tests, comparisons)
+        if engine not in ENGINES:
+            raise ValueError(f"unknown depth metric engine {engine!r}; expected one of {', '.join(ENGINES)}")
+        if engine == "fused" and not fused.available():
+            raise ValueError("depth metric engine 'fused' needs numba: pip install 'segbench[depth]'")
+        self.engine = engine
         self.reset()
 
     def settings(self) -> dict:
@@ -342,11 +355,25 @@ class DepthMetrics:
             if m is not None:
                 fit &= m
             p, degenerate = align(p, g, fit, self.alignment, self.max_depth)
-        if p.device.type == "cpu" and not self._whole_tensor:
-            raw = self._cpu_sums(p.numpy(), g.numpy(), None if m is None else m.numpy(), lo, hi)
-        else:
+        engine = self.engine_for(p.device)
+        if engine == "torch":
             raw = _torch_sums(p, g, m, lo, hi)
+        elif self.alignment != "none":  # the aligned prediction covers the crop only
+            box = (0, bottom - top, 0, right - left)
+            raw = self._cpu_sums(p.numpy(), g.numpy(), None if m is None else m.numpy(), box, lo, hi, engine)
+        else:
+            box = (top, bottom, left, right)
+            raw = self._cpu_sums(pred.numpy(), target.numpy(), None if mask is None else mask.numpy(), box, lo, hi,
+                                 engine)
         self._accumulate(raw, n, degenerate, p.device)
+
+    def engine_for(self, device: torch.device) -> str:
+        """The kernel that computes updates on ``device``: ``torch`` off the CPU, else the chosen CPU engine."""
+        if device.type != "cpu" or self.engine == "torch":
+            return "torch"
+        if self.engine == "auto":
+            return "fused" if fused.available() else "numpy"
+        return self.engine
 
     def _flush(self) -> None:
         """Fold the raw sums of pending CPU updates into the state (per-image metrics computed in one go)."""
@@ -364,30 +391,42 @@ class DepthMetrics:
         s[_I_EMPTY] += n - kept.sum()
         s[_I_DEGENERATE] += degenerate
 
-    def _cpu_sums(self, p: np.ndarray, g: np.ndarray, m: np.ndarray | None, lo: float, hi: float) -> np.ndarray:
-        """(N, len(RAW)) raw sums of (N, h, w) crops: blocks of rows, on ``threads`` CPU threads.
+    def _cpu_sums(self, p: np.ndarray, g: np.ndarray, m: np.ndarray | None, box: tuple[int, int, int, int],
+                  lo: float, hi: float, engine: str) -> np.ndarray:
+        """(N, len(RAW)) raw sums of the ``box`` (top, bottom, left, right) of (N, H, W) maps: blocks of
+        rows, on ``threads`` CPU threads, by the ``fused`` or ``numpy`` kernel.
 
         Blocks are summed per image in a fixed order, so the result does not depend on the threads.
         """
-        n, h, w = g.shape
-        rows = block_rows(w)
-        jobs = [(i, a) for i in range(n) for a in range(0, h, rows)]
-
-        def run(todo: list[tuple[int, int]]) -> list[np.ndarray]:
-            # non-finite values warn in the fast pass; block_sums then redoes the block exactly
-            with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-                return [_thread_kernel().block_sums(p[i, a:a + rows], g[i, a:a + rows],
-                                                    None if m is None else m[i, a:a + rows], lo, hi)
-                        for i, a in todo]
-
-        if self.threads > 1 and len(jobs) > 1:
+        top, bottom, left, right = box
+        if engine == "fused" and not fused.supports(lo, hi, p.dtype):
+            engine = "numpy"  # e.g. max_depth=inf: p / g may leave the normal floats the fused logarithm needs
+        if engine == "fused":  # the compiled loops index whole rows: C-contiguous maps
+            p, g = np.ascontiguousarray(p), np.ascontiguousarray(g)
+            m = None if m is None else np.ascontiguousarray(m)
+        n = g.shape[0]
+        rows = block_rows(right - left)
+        # (image, first row, end row) per block; the same blocks for any number of threads
+        jobs = [(i, a, min(a + rows, bottom)) for i in range(n) for a in range(top, bottom, rows)]
+        parts = [jobs]
+        if self.threads > 1 and n > 1:  # one image's blocks gain less than handing them to threads costs
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="depth-metrics")
-            results = [r for part in self._pool.map(run, [[job] for job in jobs]) for r in part]
-        else:
-            results = run(jobs)
+            size = -(-len(jobs) // self.threads) if engine == "fused" else 1
+            parts = [jobs[k:k + size] for k in range(0, len(jobs), size)]
+
+        def run(todo: list[tuple[int, int, int]]) -> np.ndarray:
+            if engine == "fused":  # one compiled call for all the blocks (it releases the GIL)
+                return fused.block_sums(p, g, m, np.array(todo, dtype=np.int64), (left, right), lo, hi)
+            # non-finite values warn in the fast pass; the kernel then redoes the block exactly
+            with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+                return np.stack([_thread_kernel().block_sums(p[i, a:b, left:right], g[i, a:b, left:right],
+                                                             None if m is None else m[i, a:b, left:right], lo, hi)
+                                 for i, a, b in todo])
+
+        results = np.concatenate(list(self._pool.map(run, parts))) if len(parts) > 1 else run(jobs)
         raw = np.zeros((n, len(RAW)), dtype=np.float64)
-        for (i, _), sums in zip(jobs, results, strict=True):
+        for (i, _, _), sums in zip(jobs, results, strict=True):  # per image, in block order: thread-independent
             raw[i] += sums
         return raw
 
