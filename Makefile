@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 # Extras installed for the bench and the tests (vision stays optional: ~5.5 GB).
-EXTRAS ?= report,dev,litert,onnx,hfdatasets,depth,robustness
+EXTRAS ?= report,dev,litert,onnx,hfdatasets,depth,robustness,kernels
 SUITE  ?= suites/default.yaml
 PYTEST_ARGS ?=
 

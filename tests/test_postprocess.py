@@ -8,8 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.models import postprocess
+from harness import jit
+from harness.models import postprocess, resize_argmax
 from harness.models.postprocess import upsample_argmax
+
+needs_numba = pytest.mark.skipif(not jit.available(), reason="the one-sweep kernel needs numba (pip install 'segbench[kernels]')")
 
 
 def reference(x: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
@@ -99,8 +102,9 @@ def test_shortcut_handles_one_class_half_precision_and_nan():
     assert torch.equal(upsample_argmax(x, (100, 90), "bilinear", shortcut=True), reference(x, (100, 90)))
 
 
-def test_shortcut_is_the_cpu_bilinear_default(resized_classes):
+def test_shortcut_is_the_cpu_bilinear_default(resized_classes, monkeypatch):
     x = trained_like(150, 64, 64, 4)
+    monkeypatch.setattr(resize_argmax, "arithmetic", lambda: None)  # as without numba
     upsample_argmax(x, (256, 256), "bilinear")
     assert max(resized_classes, default=0) < 150
     resized_classes.clear()
@@ -230,3 +234,43 @@ def test_a_nan_in_a_later_chunk_wins_as_argmax_says():
     x = torch.zeros((130, 4, 4))
     x[100, 1, 1] = float("nan")
     assert torch.equal(upsample_argmax(x, (9, 9), "bilinear", max_bytes=1, shortcut=False), reference(x, (9, 9)))
+
+
+@needs_numba
+def test_one_sweep_kernel_reproduces_the_installed_arithmetic():
+    """The probe finds this PyTorch's bilinear arithmetic, and the kernel's resized values then equal
+    F.interpolate's bit for bit on other shapes too: up- and downscaling, equal sizes, one-pixel sides."""
+    from harness.models import resize_argmax_loops as loops
+
+    use_fma = resize_argmax.arithmetic()
+    assert use_fma is not None, "neither arithmetic reproduces this PyTorch's bilinear kernel"
+    g = torch.Generator().manual_seed(5)
+    for c, h, w, size in [(5, 128, 128, (512, 683)), (4, 171, 128, (97, 130)), (7, 40, 50, (40, 150)),
+                          (4, 1, 9, (30, 140)), (6, 33, 1, (200, 17))]:
+        x = torch.randn((c, h, w), generator=g) * 5
+        ref = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
+        out = torch.empty((c, *size))
+        loops.resize(x.numpy(), *resize_argmax._taps(h, size[0], use_fma), *resize_argmax._taps(w, size[1], use_fma),
+                     use_fma, out.numpy())
+        assert torch.equal(out.view(torch.int32), ref.view(torch.int32)), (c, h, w, size)
+    assert upsample_argmax(x, (200, 17), "bilinear").shape == (200, 17)
+
+
+@needs_numba
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_one_sweep_kernel_equals_reference_on_noise_ties_nan_and_inf(threads):
+    g = torch.Generator().manual_seed(threads)
+    cases = [torch.randn((150, 64, 64), generator=g),  # a random network's logits
+             trained_like(19, 48, 96, 5, seed=threads),
+             torch.randint(-2, 3, (40, 30, 30), generator=g).float() * 0.5]  # exact ties everywhere
+    x = torch.randn((30, 32, 32), generator=g)
+    x[:, 5, 5] = float("nan")
+    x[3, 20, 7] = float("nan")
+    x[:, 10, 10] = float("inf")  # inf * 0 weights: NaN in the resize, as F.interpolate computes it
+    x[4, 25:, 25:] = float("-inf")
+    cases.append(x)
+    for x in cases:
+        for size in [(256, 300), (97, 40), (32, 200)]:
+            got = resize_argmax.resize_argmax(x, size, threads=threads)
+            assert torch.equal(got, reference(x, size)), (tuple(x.shape), size, threads)
+            assert torch.equal(upsample_argmax(x, size, "bilinear"), got)

@@ -1,4 +1,4 @@
-"""Fused CPU kernel of the depth metrics' raw sums, compiled with numba (the ``depth`` extra).
+"""Fused CPU kernel of the depth metrics' raw sums, compiled with numba (the ``kernels`` extra, also in ``depth``).
 
 The numpy kernel (:class:`harness.depth.metrics._NumpyKernel`) makes about twenty passes over a
 block of pixels; this one reads each pixel once. Per crop row (:mod:`harness.depth.fused_loops`,
@@ -37,11 +37,12 @@ engine against the float64 reference; docs/PERFORMANCE.md has the figures.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from functools import cache
 
 import numpy as np
+
+from harness import jit
 
 LN_125 = math.log(1.25)
 LN_2 = math.log(2.0)
@@ -49,10 +50,9 @@ LN_2 = math.log(2.0)
 LOG_PARAMS = {np.dtype(np.float32): (0x3F3504F3, 23, 8), np.dtype(np.float64): (0x3FE6A09E667F3BCD, 52, 19)}
 
 
-@cache
 def available() -> bool:
     """Whether numba is installed (the fused kernel can be compiled)."""
-    return importlib.util.find_spec("numba") is not None
+    return jit.available()
 
 
 def log1p_over_x(degree: int) -> np.ndarray:

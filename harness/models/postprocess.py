@@ -11,7 +11,9 @@ everything here returns exactly that label map, ties included (the first class w
   channels; its channels-last kernel (small outputs, 1x1 inputs, 3 channels on one thread)
   vectorises over channels with a scalar tail that rounds differently, so there chunks start
   at multiples of ``CHANNEL_ALIGN`` channels (:func:`channel_parts`, :func:`per_channel_kernel`);
-- on the CPU, bilinear resizing takes a shortcut (:func:`_bilinear_shortcut`). A bilinear output
+- on the CPU, bilinear resizing runs in one compiled sweep where numba is installed and its
+  arithmetic reproduces the installed kernel's bit for bit (:mod:`harness.models.resize_argmax`);
+  otherwise it takes a shortcut (:func:`_bilinear_shortcut`). A bilinear output
   pixel is a convex combination (non-negative weights summing to 1) of at most 2x2 input pixels.
   If one class beats every other class by a clear margin at each of those input pixels, it
   beats them in the combination too, so the output label is known without resizing anything.
@@ -30,6 +32,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from harness.models import resize_argmax
 
 # Largest block of full-resolution logits resized at once (bytes): channels are resized in chunks
 # of at most this size with a running argmax. Besides bounding memory, 16 MiB chunks are faster
@@ -62,16 +66,28 @@ def upsample_argmax(logits: torch.Tensor, size: tuple[int, int], mode: str,
     """int64 argmax over channels of ``logits`` (C, h, w) resized to ``size`` = (H, W) pixels.
 
     Equals ``F.interpolate(logits[None].float(), size, mode, align_corners=False)[0].argmax(0)``.
-    ``shortcut`` (default: on for bilinear on the CPU with at least ``SHORTCUT_MIN_CLASSES``
-    classes) skips resizing where the label is already decided; on a GPU the full resize is
-    memory-bound and cheap, and the shortcut would add host synchronisations.
+    By default, bilinear on the CPU takes the compiled one-sweep kernel of
+    :mod:`harness.models.resize_argmax` where it reproduces the installed kernel's arithmetic,
+    else the shortcut (with at least ``SHORTCUT_MIN_CLASSES`` classes). ``shortcut=True`` takes the
+    shortcut, which skips resizing where the label is already decided; ``False`` the chunked
+    reference. On a GPU the full resize is memory-bound and cheap, and the shortcut would add host
+    synchronisations.
     """
     logits = logits.float()
+    if shortcut is None and _fused_applies(logits, size, mode):
+        return resize_argmax.resize_argmax(logits, size)
     if shortcut is None:
         shortcut = mode == "bilinear" and logits.device.type == "cpu" and logits.shape[0] >= SHORTCUT_MIN_CLASSES
     if shortcut and mode == "bilinear":
         return _bilinear_shortcut(logits, size, max_bytes)
     return _resize_argmax(logits, size, mode, max_bytes)
+
+
+def _fused_applies(logits: torch.Tensor, size: tuple[int, int], mode: str) -> bool:
+    """Whether :func:`harness.models.resize_argmax.resize_argmax` gives the reference labels here:
+    bilinear, float32 on the CPU, PyTorch's generic kernel, and an arithmetic the probe matched."""
+    return (mode == "bilinear" and logits.device.type == "cpu" and logits.dtype == torch.float32
+            and per_channel_kernel(logits, size, mode) and resize_argmax.arithmetic() is not None)
 
 
 def channel_parts(c: int, step: int, align: int = 1) -> list[tuple[int, int]]:
