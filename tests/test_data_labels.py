@@ -17,7 +17,7 @@ from layouts import (
 from PIL import Image
 
 from harness.data import load_dataset
-from harness.data.ade20k import ADE20K_CLASSES, read_object_info
+from harness.data.ade20k import ADE20K_CLASSES, read_object_info, reduce_zero_label
 from harness.data.base import SegmentationDataset
 from harness.data.cityscapes import label_ids_to_train_ids
 from harness.data.palettes import ADE20K_PALETTE, COCO_STUFF_171_PALETTE, PASCAL_CONTEXT_59_PALETTE
@@ -103,3 +103,12 @@ def test_cityscapes_real_sample_classes_and_palette():
     ref = np.asarray(Image.open(root / "gtFine/val/frankfurt/frankfurt_000000_000294_gtFine_labelTrainIds.png"))
     assert set(np.unique(s.label)) <= set(np.unique(ref)) | {255}
     assert ds.class_names[0] == "road" and ds.palette[0].tolist() == [128, 64, 128]
+
+
+def test_reduce_zero_label_table_equals_the_arithmetic():
+    raw = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    expected = raw.astype(np.int64) - 1
+    expected[raw == 0] = 255
+    for stored in (raw, raw.astype(np.int32)):  # uint8 takes the table, other types the arithmetic
+        out = reduce_zero_label(stored)
+        assert out.dtype == np.int64 and np.array_equal(out, expected)

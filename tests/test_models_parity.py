@@ -150,3 +150,19 @@ def test_adapter_attributes(tiny):
     assert m.image_mean == (0.485, 0.456, 0.406)
     assert harness.load_model(str(tiny["dpt"])).family == "dpt"
     assert harness.load_model(str(tiny["segformer"])).family == "transformer"
+
+
+@pytest.mark.parametrize("flags", [{}, {"do_rescale": False}, {"do_normalize": False}, {"rescale_factor": 0.5}])
+def test_table_lookup_equals_the_elementwise_computation(flags):
+    """ResizeNormalize looks each uint8 value up in a table of ``scale``'s floats: the same bits as
+    computing them pixel by pixel (float64 rescale, float32 cast, float32 normalisation)."""
+    from harness.models.preprocess import ResizeNormalize
+
+    pre = ResizeNormalize(size={"height": 37, "width": 53}, image_mean=[0.485, 0.456, 0.406],
+                          image_std=[0.229, 0.224, 0.225], **flags)
+    rng = np.random.default_rng(7)
+    image = Image.fromarray(rng.integers(0, 256, (61, 90, 3), dtype=np.uint8))
+    arr = np.asarray(image.resize((53, 37), resample=Image.Resampling.BILINEAR))
+    assert np.array_equal(pre.one(image).view(np.int32), np.ascontiguousarray(pre.scale(arr)).view(np.int32))
+    copy = pickle.loads(pickle.dumps(pre))  # as sent to a data worker, table built or not
+    assert np.array_equal(copy.one(image), pre.one(image))

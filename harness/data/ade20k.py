@@ -64,6 +64,10 @@ def read_object_info(path: Path) -> list[str]:
 
 def reduce_zero_label(raw: np.ndarray, ignore_index: int = 255) -> np.ndarray:
     """0 -> ignore_index, k -> k-1 (values above 150 stay out of range and are reported by the checks)."""
+    if raw.dtype == np.uint8:  # a table of the 256 stored values: one pass
+        table = np.arange(-1, 255, dtype=np.int64)
+        table[0] = ignore_index
+        return table[raw]
     out = raw.astype(np.int64) - 1
     out[raw == 0] = ignore_index
     return out

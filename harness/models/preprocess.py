@@ -110,6 +110,23 @@ class ResizeNormalize:
         arr = np.asarray(im)
         if self.do_center_crop and self.crop_size:
             arr = _center_crop(arr, int(self.crop_size["height"]), int(self.crop_size["width"]))
+        # uint8 pixels: the rescale and normalisation of every possible value, looked up (the same floats)
+        lut = self._table()
+        out = np.empty((3, *arr.shape[:2]), dtype=np.float32)
+        for c in range(3):
+            np.take(lut[c], arr[..., c], out=out[c])
+        return out
+
+    def _table(self) -> np.ndarray:
+        """(3, 256) float32: :meth:`scale` of each uint8 value per channel."""
+        if getattr(self, "_lut", None) is None:
+            values = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)  # (1, 256, 3)
+            self._lut = np.ascontiguousarray(self.scale(values)[:, 0, :])
+        return self._lut
+
+    def scale(self, arr: np.ndarray) -> np.ndarray:
+        """uint8 (H, W, 3) -> float32 (3, H, W) as transformers computes it: rescale in float64, cast to
+        float32, normalise in float32 (:meth:`one` looks each value up in a table of this)."""
         out = arr.astype(np.float64) * self.rescale_factor if self.do_rescale else arr.astype(np.float64)
         out = out.astype(np.float32)
         if self.do_normalize:
