@@ -49,6 +49,11 @@ def test_workers_preprocess_skip_and_order(tmp_path):
         assert [lab.shape for lab in b.labels] == b.sizes
     ref = Resize16()([ds.load(0).image])
     assert torch.equal(batches[0].pixel_values[:1], ref)
+    # label maps crossed in shared memory and arrive as the dataset's numpy arrays
+    for b in batches:
+        for sid, lab in zip(b.ids, b.labels, strict=True):
+            expected = ds.load([ds.sample_id(i) for i in range(6)].index(sid)).label
+            assert isinstance(lab, np.ndarray) and lab.dtype == expected.dtype and np.array_equal(lab, expected)
 
 
 def test_worker_error_reaches_the_caller_with_file_and_sample(tmp_path):

@@ -356,6 +356,10 @@ def test_loader_batches_carry_depth_and_intrinsics():
     assert [len(b.ids) for b in batches] == [2, 1]
     b = batches[0]
     np.testing.assert_array_equal(b.depths[1], ds.load(1).depth)
+    moved = list(make_loader(ds, batch_size=2, num_workers=1))[0]  # from a worker, in shared memory
+    assert isinstance(moved.depths[1], np.ndarray) and moved.depths[1].dtype == np.float32
+    np.testing.assert_array_equal(moved.depths[1], ds.load(1).depth)
+    np.testing.assert_array_equal(moved.labels[0], ds.load(0).label)
     assert b.labels[0].shape == (32, 48) and b.intrinsics[0]["fx"] == pytest.approx(0.8 * 48)
     seg = list(make_loader(harness.load_dataset("synthetic", num_samples=1, image_size=[16, 16]), batch_size=1))
     assert seg[0].depths is None and seg[0].intrinsics is None
