@@ -211,10 +211,8 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
                             cell.measure["samples"] if placement.is_main else 0, overlapped)
     digests: dict[str, str] = {}
     workers_cpu, failure = 0.0, None
-    if model.device.type == "cpu":  # load the compiled postprocess before the clock starts, as the first inference
-        from harness.models.resize_argmax import arithmetic
-
-        arithmetic()
+    if callable(getattr(engine, "prepare", None)):  # compiled CPU loops loaded before the clock starts
+        engine.prepare(model)
     t0 = time.perf_counter()
     try:
         with tqdm(total=len(share), desc=f"accuracy {cell.cell_id[:40]}", unit="img", leave=False,

@@ -352,3 +352,17 @@ def test_bad_inputs_name_the_value():
                          ({"interpolation": "cubic"}, "interpolation"), ({"crop": [1, 2, 3]}, "four integers")):
         with pytest.raises(ValueError, match=text):
             DepthMetrics(**kwargs)
+
+
+def test_depth_engine_prepares_the_fused_kernel_before_the_clock():
+    pytest.importorskip("numba", reason="the fused engine needs numba (pip install 'segbench[depth]')")
+    from types import SimpleNamespace
+
+    from harness.depth import fused_loops
+    from harness.tasks.depth import DepthEngine
+
+    protocol = {"min_depth": 1e-3, "max_depth": 10.0, "crop": None, "alignment": "none", "reduction": "image",
+                "min_valid_pixels": 1}
+    DepthEngine(protocol, "cpu").prepare(SimpleNamespace(device="cpu"))
+    masks = {sig[2] for sig in fused_loops.blocks.signatures}  # the mask argument's type: none and a bool array
+    assert len(masks) >= 2

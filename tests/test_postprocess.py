@@ -274,3 +274,17 @@ def test_one_sweep_kernel_equals_reference_on_noise_ties_nan_and_inf(threads):
             got = resize_argmax.resize_argmax(x, size, threads=threads)
             assert torch.equal(got, reference(x, size)), (tuple(x.shape), size, threads)
             assert torch.equal(upsample_argmax(x, size, "bilinear"), got)
+
+
+@needs_numba
+def test_segmentation_engine_prepares_the_one_sweep_kernel(monkeypatch):
+    from types import SimpleNamespace
+
+    from harness.tasks.segmentation import SegmentationEngine
+
+    calls = []
+    monkeypatch.setattr(resize_argmax, "arithmetic", lambda: calls.append(1))
+    engine = SegmentationEngine(3, 255, "cpu")
+    engine.prepare(SimpleNamespace(device=torch.device("cpu")))
+    engine.prepare(SimpleNamespace(device=torch.device("meta")))  # not a CPU cell: nothing to load
+    assert calls == [1]

@@ -101,3 +101,11 @@ def block_sums(p: np.ndarray, g: np.ndarray, m: np.ndarray | None, jobs: np.ndar
     scalars, coefficients = _constants(p.dtype)
     fused_loops.blocks(p, g, m, jobs, cols[0], cols[1], t(lo), t(hi), scalars, coefficients, row, out)
     return out
+
+
+def warm() -> None:
+    """Load (or compile) the float32 kernel, with and without a mask, on a tiny map."""
+    g = np.full((1, 2, 2), 2.0, dtype=np.float32)
+    jobs = np.array([(0, 0, 2)], dtype=np.int64)
+    for m in (None, np.ones(g.shape, dtype=bool)):
+        block_sums(g, g, m, jobs, (0, 2), 1e-3, 10.0)

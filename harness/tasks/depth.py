@@ -161,6 +161,15 @@ class DepthEngine:
                                     reduction=protocol["reduction"], min_valid_pixels=protocol["min_valid_pixels"],
                                     device=device)
 
+    def prepare(self, model) -> None:
+        """Before the accuracy clock starts: load the metrics' compiled CPU kernel where it will run."""
+        import torch
+
+        from harness.depth import fused
+
+        if self.metrics.engine_for(torch.device(model.device)) == "fused":
+            fused.warm()
+
     def _masks(self, shape: tuple[int, int]):
         """The evaluated-pixel mask of a prediction pasted into a full-size map (None without a prediction crop)."""
         import torch
