@@ -107,7 +107,7 @@ RUNTIMES: dict[str, Runtime] = {r.name: r for r in (
     Runtime("pytorch", "PyTorch", "transformers and torchvision modules run eagerly (or compiled)",
             "harness.models.pytorch", None, applies_precision=True),
     Runtime("onnxruntime", "ONNX Runtime", "an ONNX export of the PyTorch model, cached, parity-checked",
-            "harness.models.onnx", "onnx", tasks=("segmentation",), devices=("cpu", "cuda"), precisions=("fp32",),
+            "harness.models.onnx", "onnx", tasks=("segmentation", "depth"), devices=("cpu", "cuda"), precisions=("fp32",),
             protocols=("whole",),
             compile=False, precision_note="the fp32 export",
             protocol_note="the ONNX export has a fixed image size (only the batch axis is dynamic)"),

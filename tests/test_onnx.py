@@ -136,3 +136,47 @@ def test_failed_parity_shows_no_accuracy(tmp_path):
     assert cell.status == "ok" and cell.provenance.parity["passed"] is False
     assert cell.accuracy.metrics is None and "parity" in cell.accuracy.note
     assert cell.latency.forward_ms["n"] == 2
+
+
+def test_depth_model_export_parity_and_the_adapters_postprocess(tmp_path):
+    """A depth adapter's network on ONNX Runtime: parity relative to the prediction's scale, the PyTorch
+    adapter's own resize to each image, its facts; aspect-keeping preprocessing and Depth Pro refused."""
+    from PIL import Image
+    from tiny_depth_models import save_tiny_depth_anything, save_tiny_depth_pro, save_tiny_dpt_depth
+
+    path = save_tiny_dpt_depth(tmp_path / "d")
+    ref = harness.load_model(str(path), task="depth")
+    m = harness.load_model(str(path), task="depth", runtime="onnxruntime", cache_dir=str(tmp_path / "cache"),
+                           exporter="torchscript")
+    assert m.runtime == "onnxruntime" and m.task == "depth" and m.parity["passed"], m.parity
+    assert m.parity["max_rel_diff"] <= 1e-4 and m.depth_kind == ref.depth_kind == "disparity"
+    assert m.describe() == ref.describe() and m.params() == ref.params() and m.weights["onnx"]["bytes"] > 0
+    rng = np.random.default_rng(3)
+    images = [Image.fromarray(rng.integers(0, 256, (40 + 8 * i, 50, 3), dtype=np.uint8)) for i in range(3)]
+    ours, theirs = m.predict(images), ref.predict(images)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.shape == b.shape and a.dtype == np.float32
+        assert np.abs(a - b).max() <= 1e-4 * np.abs(b).max()
+    with pytest.raises(UnsupportedError, match="fixed image size"):
+        harness.load_model(str(save_tiny_depth_anything(tmp_path / "da")), task="depth", runtime="onnxruntime",
+                           cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(UnsupportedError, match="field-of-view"):
+        harness.load_model(str(save_tiny_depth_pro(tmp_path / "dp")), task="depth", runtime="onnxruntime",
+                           cache_dir=str(tmp_path / "cache"))
+
+
+def test_a_depth_cell_runs_on_onnxruntime(tmp_path):
+    from tiny_depth_models import save_tiny_dpt_depth
+
+    model = save_tiny_dpt_depth(tmp_path / "d")
+    p = tmp_path / "depth.yaml"
+    p.write_text(yaml.safe_dump({
+        "name": "onnx-depth", "models": [{"name": str(model), "task": "depth", "label": "tiny-depth",
+                                          "options": {"cache_dir": str(tmp_path / "cache"), "exporter": "torchscript"}}],
+        "datasets": [{"name": "synthetic-depth", "options": {"num_samples": 2, "image_size": [40, 56]}}],
+        "runtimes": ["onnxruntime"], "measure": {"iters": 2, "flops": False}}))
+    summary = run_suite(p, out_dir=tmp_path / "r", echo=False)
+    cell = next(iter(load_run(summary.run_dir).cells.values()))
+    assert cell.status == "ok" and cell.identity.runtime == "onnxruntime", cell.error
+    assert cell.provenance.parity["passed"] and cell.accuracy.metrics["abs_rel"] is not None
+    assert cell.latency.forward_ms["n"] == 2

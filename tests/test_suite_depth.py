@@ -17,7 +17,7 @@ from tiny_depth_models import save_tiny_dpt_depth
 from tiny_models import save_tiny_segformer
 
 import harness
-from harness.errors import ConfigError, UnsupportedError
+from harness.errors import ConfigError
 from harness.suite import load_suite
 from harness.tasks.assign import dataset_tasks, model_task
 
@@ -118,8 +118,6 @@ def test_load_model_by_task_through_the_runtimes(tiny):
     ims = [Image.new("RGB", (56, 40), (90, 20, 200)), Image.new("RGB", (30, 70), (10, 120, 40))]
     preds = model.predict(ims)
     assert [p.shape for p in preds] == [(40, 56), (70, 30)] and all(p.dtype == np.float32 for p in preds)
-    with pytest.raises(UnsupportedError, match="ONNX Runtime runs segmentation models; task 'depth'"):
-        harness.load_model(str(tiny["depth"]), task="depth", runtime="onnxruntime")
     with pytest.raises(ConfigError, match="task 'pose' is not one of segmentation, depth"):
         harness.load_model(str(tiny["depth"]), task="pose")
 

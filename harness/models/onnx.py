@@ -92,13 +92,24 @@ def _export_once(wrapper: torch.nn.Module, example: torch.Tensor, path: Path, op
 
 
 def export(model: SegmentationModel, directory: Path, opset: int, exporter: str = "auto") -> dict:
-    """Export ``model`` (fp32, CPU) into ``directory/model.onnx``; returns the entry's meta data.
+    """Export ``model`` (fp32, CPU) into ``directory/model.onnx``; returns the entry's meta data."""
+    return export_module(_Logits(model.module.float().cpu()), model.input_size, model.name, directory, opset, exporter)
+
+
+def read_meta(directory: Path) -> dict:
+    """The meta data of a cached export."""
+    return json.loads((directory / "meta.json").read_text())
+
+
+def export_module(wrapper: torch.nn.Module, input_size: tuple[int, int], name: str, directory: Path, opset: int,
+                  exporter: str = "auto") -> dict:
+    """Export ``wrapper`` (``pixel_values -> one tensor``, fp32 on the CPU) into ``directory/model.onnx``.
 
     The files are written in a temporary sibling folder that is renamed to ``directory`` at the end.
     Raises ConfigError with each exporter's error when none succeeds.
     """
-    wrapper = _Logits(model.module.float().cpu()).eval()
-    h, w = model.input_size
+    wrapper = wrapper.float().cpu().eval()
+    h, w = input_size
     example = torch.rand((EXPORT_BATCH, 3, h, w), generator=torch.Generator().manual_seed(0)) + 0.1
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{directory.name}.tmp-", dir=directory.parent))
@@ -123,12 +134,12 @@ def export(model: SegmentationModel, directory: Path, opset: int, exporter: str 
                 os.replace(tmp, directory)
             except OSError:  # another process finished the same entry first: keep theirs
                 shutil.rmtree(tmp, ignore_errors=True)
-                return json.loads((directory / "meta.json").read_text())
+                return read_meta(directory)
             return meta
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    raise ConfigError(f"{model.name}: ONNX export failed: " + " | ".join(errors))
+    raise ConfigError(f"{name}: ONNX export failed: " + " | ".join(errors))
 
 
 class OnnxModel(SegmentationModel):
@@ -186,9 +197,9 @@ def check_parity(torch_model: SegmentationModel, session, atol: float) -> dict:
             "inputs": f"{PARITY_BATCH} seeded random images at {h}x{w}"}
 
 
-def _providers(torch_model: SegmentationModel, ort) -> list[str]:
+def providers_for(device: torch.device, ort) -> list[str]:
     """CPU, or CUDA then CPU for a cuda model; UnsupportedError when this onnxruntime has no CUDA."""
-    if torch_model.device.type != "cuda":
+    if device.type != "cuda":
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         raise UnsupportedError("CUDAExecutionProvider is not available in this onnxruntime build "
@@ -216,11 +227,10 @@ def load_onnx_model(torch_model: SegmentationModel, opset: int = 17, cache_dir: 
         import onnxruntime as ort
     except ImportError:
         raise ConfigError(f"the onnxruntime runtime needs onnx and onnxruntime: {INSTALL_HINT}") from None
-    providers = providers or _providers(torch_model, ort)
+    providers = providers or providers_for(torch_model.device, ort)
     directory = cache_root(cache_dir) / cache_key(torch_model, opset, exporter)
     cached = (directory / "model.onnx").is_file() and (directory / "meta.json").is_file()
-    meta = json.loads((directory / "meta.json").read_text()) if cached else export(torch_model, directory, opset,
-                                                                                    exporter)
+    meta = read_meta(directory) if cached else export(torch_model, directory, opset, exporter)
     session_options = ort.SessionOptions()
     session_options.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(str(directory / "model.onnx"), sess_options=session_options, providers=providers)
@@ -235,11 +245,21 @@ def load(name_or_path: str, weights: str | None = None, device: str = "cpu", pre
          attn_implementation: str | None = None, trust_remote_code: bool = False, task: str = "segmentation",
          **options) -> OnnxModel:
     """The runtime entry (see :mod:`harness.runtimes`): the PyTorch adapter, exported; ``options``
-    go to :func:`load_onnx_model`. Segmentation models only (the export and its parity check read logits)."""
+    go to :func:`load_onnx_model`, or for ``task="depth"`` to
+    :func:`harness.models.onnx_depth.load_onnx_depth_model` (the depth loader's own options first)."""
     from harness.models import pytorch
     from harness.runtimes import RUNTIMES
 
-    RUNTIMES["onnxruntime"].check(task=task)
+    RUNTIMES["onnxruntime"].check(task=task, device=device, precision=precision)
+    if task == "depth":
+        from harness.models.depth import HF_OPTIONS
+        from harness.models.onnx_depth import load_onnx_depth_model
+
+        depth_options = {k: options.pop(k) for k in list(options) if k in HF_OPTIONS}
+        adapter = pytorch.load(name_or_path, weights=weights, device=device, precision=precision, amp=amp,
+                               channels_last=channels_last, attn_implementation=attn_implementation,
+                               trust_remote_code=trust_remote_code, task="depth", **depth_options)
+        return load_onnx_depth_model(adapter, **options)
     torch_model = pytorch.load(name_or_path, weights=weights, device=device, precision=precision, amp=amp,
                                upsample=upsample, channels_last=channels_last,
                                attn_implementation=attn_implementation, trust_remote_code=trust_remote_code)
