@@ -186,3 +186,60 @@ def test_output_semantics_and_family_of_each_transformers_architecture():
         depth_semantics(C(model_type="chmv2"), "m")
     with pytest.raises(UnsupportedError, match="LiDAR prompt"):
         depth_semantics(C(model_type="prompt_depth_anything"), "m")
+
+
+def test_depth_dpt_at_any_size_feeds_the_head_the_segmentation_models_features():
+    """DPTAnySizeForDepthEstimation: at the native size identical to transformers' class; at a non-square
+    size its neck gives the features of the any-size segmentation DPT (tested against the original
+    algorithm in test_dpt_any_size) with the same encoder and neck weights."""
+    from tiny_models import tiny_dpt_hybrid_config
+    from transformers import DPTForDepthEstimation
+
+    from harness.models.dpt import DPTAnySizeForSemanticSegmentation, depth_at_any_size
+
+    cfg = tiny_dpt_hybrid_config(num_labels=3)
+    torch.manual_seed(0)
+    stock = DPTForDepthEstimation(cfg).eval()
+    ours = depth_at_any_size(DPTForDepthEstimation(cfg).eval())
+    ours.load_state_dict(stock.state_dict())
+    x = torch.randn(2, 3, cfg.image_size, cfg.image_size)
+    with torch.no_grad():
+        assert torch.equal(ours(pixel_values=x).predicted_depth, stock(pixel_values=x).predicted_depth)
+        seg = DPTAnySizeForSemanticSegmentation(cfg).eval()
+        seg.load_state_dict({k: v for k, v in stock.state_dict().items() if not k.startswith("head.")},
+                            strict=False)  # the encoder and the neck
+        seen = {}
+        ours.head.register_forward_hook(lambda mod, args, out: seen.update(depth=args[0]))
+        seg.head.register_forward_hook(lambda mod, args, out: seen.update(seg=args[0]))
+        wide = torch.randn(1, 3, cfg.image_size, cfg.image_size + 32)
+        depth = ours(pixel_values=wide).predicted_depth
+        seg(pixel_values=wide)
+    assert depth.shape == (1, cfg.image_size, cfg.image_size + 32)
+    for a, b in zip(seen["depth"], seen["seg"], strict=True):
+        assert torch.equal(a, b)
+
+
+def test_dpt_papers_metric_fine_tunes_as_run_monodepth_runs_them():
+    from PIL import Image
+
+    from harness.models.depth_preprocess import depth_preprocess_from_dict
+    from harness.models.dpt_finetuned import INVERSE_DEPTH, MIN_INVERSE
+
+    assert spec_for_checkpoint("dpt_hybrid_nyu-2ce69ec7.pt").name == "dpt-hybrid-nyu"
+    assert spec_for_checkpoint("dpt_hybrid_kitti-cb926ef4.pt").name == "dpt-hybrid-kitti"
+    assert spec_for_checkpoint("dpt_hybrid-midas-501f0c75.pt").name == "dpt-hybrid-midas"
+    with pytest.raises(WeightsError, match="dpt_hybrid_nyu-2ce69ec7.pt"):
+        load_depth_model("dpt-hybrid-nyu")
+    m = load_depth_model("dpt-hybrid-nyu", weights="random")
+    assert (m.depth_kind, m.align_space, m.max_depth, m.input_size) == ("metric", "none", 10.0, (480, 640))
+    assert m.preprocessor.output_size(480, 640) == (480, 640)  # NYU's images are not resized
+    kitti = depth_preprocess_from_dict(DEPTH_MODELS["dpt-hybrid-kitti"].processor_dict(), "dpt-hybrid-kitti")
+    assert kitti.output_size(352, 1216) == (352, 1216)  # nor, for the KITTI model, the kb crop
+    x = m.preprocess([Image.new("RGB", (640, 480), (120, 60, 30))])
+    with torch.no_grad():
+        inverse = type(m).__mro__[1]._run(m, x)  # the network's own output
+        depth = m.forward(x)
+    scale, shift = INVERSE_DEPTH["dpt-hybrid-nyu"]
+    torch.testing.assert_close(depth, 1.0 / torch.clamp(scale * inverse + shift, min=MIN_INVERSE))
+    assert depth.shape == (1, 480, 640) and bool((depth > 0).all())
+    assert "invert" in m.describe()["output"]

@@ -74,6 +74,12 @@ def load_depth_model(name_or_path: str, weights: str | None = None, device: str 
         return load_litert_depth_model(name, spec, weights=weights, device=device, precision=precision, **options)
     adapter = {"device": device, "precision": precision, "amp": amp, "channels_last": channels_last,
                "compile": compile}
+    if spec is not None and spec.builder == "dpt-finetuned":
+        from harness.models.dpt_finetuned import load_finetuned_dpt
+
+        if options:
+            raise ConfigError(f"depth model {name!r}: unknown option(s) {', '.join(sorted(options))} (it takes none)")
+        return load_finetuned_dpt(spec, weights=weights, attn_implementation=attn_implementation, **adapter)
     if spec is not None and spec.builder == "midas-v21":
         if attn_implementation:
             raise UnsupportedError(f"model {name!r} is a CNN: attn_implementation does not apply")

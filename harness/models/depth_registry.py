@@ -24,8 +24,10 @@ class DepthSpec:
     """A registered depth model.
 
     builder: ``"hf"`` (transformers AutoModelForDepthEstimation; original DPT ``.pt`` files load
-    into it through :mod:`harness.models.dpt_depth_original`), ``"midas-v21"`` (the MiDaS v2.1
+    into it through :mod:`harness.models.dpt_depth_original`), ``"dpt-finetuned"`` (the DPT paper's
+    metric fine-tunes, :mod:`harness.models.dpt_finetuned`), ``"midas-v21"`` (the MiDaS v2.1
     CNNs of :mod:`harness.models.midas_v21`) or ``"litert"`` (:mod:`harness.models.depth_litert`).
+    arch: the entry whose config (architecture) this one shares, when not its own.
     input_size: nominal (height, width) in pixels; checkpoint: the file name of the original
     release (for ``weights: /path/to/file``); published_params_m: the parameter count in
     millions its authors give.
@@ -41,6 +43,7 @@ class DepthSpec:
     max_depth: float | None = None
     checkpoint: str | None = None
     published_params_m: float | None = None
+    arch: str | None = None
 
     @property
     def align_space(self) -> str:
@@ -49,7 +52,7 @@ class DepthSpec:
 
     @property
     def config_path(self) -> Path:
-        return CONFIG_DIR / f"{self.name}.json"
+        return CONFIG_DIR / f"{self.arch or self.name}.json"
 
     @property
     def processor_path(self) -> Path:
@@ -88,6 +91,12 @@ _SPECS = [
     DepthSpec("dpt-hybrid-midas", "dpt", "Intel/dpt-hybrid-midas", (384, 384), "disparity",
               "DPT-Hybrid (ViT-B/16 on a ResNet-50 stem) trained on MIX 6 (MiDaS v3.0), relative inverse depth",
               checkpoint="dpt_hybrid-midas-501f0c75.pt", published_params_m=123),
+    *[DepthSpec(f"dpt-hybrid-{data}", "dpt", None, size, "metric",
+                f"DPT-Hybrid fine-tuned on {label} (the DPT paper's release), metric depth, original inverted output",
+                builder="dpt-finetuned", max_depth=top, checkpoint=f"dpt_hybrid_{data}-{digest}.pt",
+                published_params_m=123, arch="dpt-hybrid-midas")
+      for data, size, label, top, digest in (("nyu", (480, 640), "NYU-Depth-v2", 10.0, "2ce69ec7"),
+                                             ("kitti", (352, 1216), "KITTI (Eigen split)", 80.0, "cb926ef4"))],
     *[DepthSpec(f"dpt-{backbone}-{size}", "dpt", f"Intel/dpt-{backbone}-{size}", (int(size), int(size)), "disparity",
                 f"MiDaS v3.1 DPT with a {label} backbone at {size}", published_params_m=params)
       for backbone, size, label, params in (

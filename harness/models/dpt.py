@@ -22,7 +22,7 @@ multiples of 16 but not of 32 run here, unlike in the original).
 
 from __future__ import annotations
 
-from transformers import DPTForSemanticSegmentation
+from transformers import DPTForDepthEstimation, DPTForSemanticSegmentation
 from transformers.models.dpt.modeling_dpt import DPTReassembleStage, DPTViTHybridEmbeddings
 
 from harness.errors import ConfigError
@@ -77,18 +77,13 @@ class GridReassembleStage(DPTReassembleStage):
         return super().forward(hidden_states, patch_height, patch_width)
 
 
-class DPTAnySizeForSemanticSegmentation(DPTForSemanticSegmentation):
-    """``DPTForSemanticSegmentation`` at any input size, position embeddings resized as the original DPT.
-
-    Same parameters and state-dict keys as the transformers class (checkpoints load either way);
-    the hybrid embedding and the reassemble stage are switched to the subclasses above.
-    """
+class AnySize:
+    """Mixin of a transformers DPT model class: the hybrid embedding and the reassemble stage switched
+    to the subclasses above, and each forward reassembling tokens on its input's patch grid."""
 
     def __init__(self, config):
         super().__init__(config)
-        if config.is_hybrid:
-            self.dpt.embeddings.__class__ = AnySizeHybridEmbeddings
-        self.neck.reassemble_stage.__class__ = GridReassembleStage
+        switch_to_any_size(self)
 
     def forward(self, pixel_values=None, labels=None, **kwargs):
         h, w = pixel_values.shape[-2:]
@@ -99,3 +94,28 @@ class DPTAnySizeForSemanticSegmentation(DPTForSemanticSegmentation):
             return super().forward(pixel_values, labels=labels, **kwargs)
         finally:
             stage.grid = None
+
+
+def switch_to_any_size(model) -> None:
+    """Give a built DPT model the any-size embedding and reassemble stage (same parameters, in place)."""
+    if model.config.is_hybrid:
+        model.dpt.embeddings.__class__ = AnySizeHybridEmbeddings
+    model.neck.reassemble_stage.__class__ = GridReassembleStage
+
+
+class DPTAnySizeForSemanticSegmentation(AnySize, DPTForSemanticSegmentation):
+    """``DPTForSemanticSegmentation`` at any input size, position embeddings resized as the original DPT.
+
+    Same parameters and state-dict keys as the transformers class (checkpoints load either way).
+    """
+
+
+class DPTAnySizeForDepthEstimation(AnySize, DPTForDepthEstimation):
+    """``DPTForDepthEstimation`` at any input size, as :class:`DPTAnySizeForSemanticSegmentation`."""
+
+
+def depth_at_any_size(model) -> DPTAnySizeForDepthEstimation:
+    """A built ``DPTForDepthEstimation`` made :class:`DPTAnySizeForDepthEstimation` in place."""
+    switch_to_any_size(model)
+    model.__class__ = DPTAnySizeForDepthEstimation
+    return model

@@ -22,10 +22,11 @@ from harness.models.hf import config_from_dict
 
 def original_depth_config(spec, path: Path, attn_implementation: str | None = None):
     """The DPT config of depth registry entry ``spec`` for original file ``path`` (WeightsError if not a DPT entry)."""
-    if spec is None or spec.builder != "hf" or not spec.config_path.is_file() \
+    if spec is None or spec.builder not in ("hf", "dpt-finetuned") or not spec.config_path.is_file() \
             or spec.config_dict().get("model_type") != "dpt":
         raise WeightsError(f"{path}: original checkpoint files are read for the DPT depth registry models "
-                           "(dpt-large-midas, dpt-hybrid-midas); name one of them as the model")
+                           "(dpt-large-midas, dpt-hybrid-midas, dpt-hybrid-nyu, dpt-hybrid-kitti); name one of them as "
+                           "the model")
     config = config_from_dict(spec.config_dict(), str(spec.config_path))
     if attn_implementation:
         config._attn_implementation = attn_implementation
