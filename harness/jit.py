@@ -1,4 +1,4 @@
-"""Optional compiled loops: whether numba is installed, and the LLVM intrinsics the loops share.
+"""Optional compiled loops: whether numba is installed.
 
 numba comes with the ``kernels`` extra (also pulled by ``depth``). Modules that hold numba loops
 import numba at their top and are themselves imported only on first use, so the measuring path

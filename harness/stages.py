@@ -211,8 +211,7 @@ def accuracy(model, dataset, share, cell: Cell, run_dir: Path, task, task_module
                             cell.measure["samples"] if placement.is_main else 0, overlapped)
     digests: dict[str, str] = {}
     workers_cpu, failure = 0.0, None
-    if callable(getattr(engine, "prepare", None)):  # compiled CPU loops loaded before the clock starts
-        engine.prepare(model)
+    engine.prepare(model)  # compiled CPU loops loaded before the clock starts
     t0 = time.perf_counter()
     try:
         with tqdm(total=len(share), desc=f"accuracy {cell.cell_id[:40]}", unit="img", leave=False,

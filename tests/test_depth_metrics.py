@@ -278,15 +278,15 @@ def test_fused_logarithm_within_three_ulps_of_float64():
 
 
 def test_engine_choice_and_errors(monkeypatch):
-    from harness.depth import fused
+    from harness import jit
 
     m = DepthMetrics()
-    assert m.engine_for(torch.device("cpu")) == ("fused" if fused.available() else "numpy")
+    assert m.engine_for(torch.device("cpu")) == ("fused" if jit.available() else "numpy")
     assert m.engine_for(torch.device("meta")) == "torch"  # any device but the CPU
     assert DepthMetrics(engine="numpy").engine_for(torch.device("cpu")) == "numpy"
     with pytest.raises(ValueError, match="unknown depth metric engine 'numba'"):
         DepthMetrics(engine="numba")
-    monkeypatch.setattr(fused, "available", lambda: False)
+    monkeypatch.setattr(jit, "available", lambda: False)
     with pytest.raises(ValueError, match="needs numba"):
         DepthMetrics(engine="fused")
     assert DepthMetrics().engine_for(torch.device("cpu")) == "numpy"

@@ -42,17 +42,9 @@ from functools import cache
 
 import numpy as np
 
-from harness import jit
-
-LN_125 = math.log(1.25)
 LN_2 = math.log(2.0)
 # Per float type: (bits of sqrt(1/2), mantissa bits, degree of the polynomial of ln(1 + f) / f)
 LOG_PARAMS = {np.dtype(np.float32): (0x3F3504F3, 23, 8), np.dtype(np.float64): (0x3FE6A09E667F3BCD, 52, 19)}
-
-
-def available() -> bool:
-    """Whether numba is installed (the fused kernel can be compiled)."""
-    return jit.available()
 
 
 def log1p_over_x(degree: int) -> np.ndarray:
@@ -71,6 +63,8 @@ def log1p_over_x(degree: int) -> np.ndarray:
 @cache
 def _constants(dtype: np.dtype) -> tuple[tuple, tuple]:
     """(scalars (1, ln 2, ln 1.25, 2 ln 1.25, 3 ln 1.25), polynomial coefficients) in ``dtype``."""
+    from harness.depth.metrics import LN_125
+
     t = dtype.type
     scalars = (t(1.0), t(LN_2), t(LN_125), t(2 * LN_125), t(3 * LN_125))
     return scalars, tuple(t(c) for c in log1p_over_x(LOG_PARAMS[dtype][2]))
@@ -94,8 +88,9 @@ def block_sums(p: np.ndarray, g: np.ndarray, m: np.ndarray | None, jobs: np.ndar
     predictions become lo, +inf hi; NaN and infinite ground truth is not evaluated.
     """
     from harness.depth import fused_loops  # numba: imported on first use
+    from harness.depth.metrics import RAW
 
-    out = np.zeros((len(jobs), 10), dtype=np.float64)
+    out = np.zeros((len(jobs), len(RAW)), dtype=np.float64)
     t = p.dtype.type
     row = np.empty(cols[1] - cols[0], dtype=p.dtype)
     scalars, coefficients = _constants(p.dtype)

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from harness import jit
 from harness.depth import fused
 from harness.depth.align import align, check_alignment
 from harness.depth.crops import check_crop, crop_box
@@ -292,7 +293,7 @@ class DepthMetrics:
         self._pool: ThreadPoolExecutor | None = None
         if engine not in ENGINES:
             raise ValueError(f"unknown depth metric engine {engine!r}; expected one of {', '.join(ENGINES)}")
-        if engine == "fused" and not fused.available():
+        if engine == "fused" and not jit.available():
             raise ValueError("depth metric engine 'fused' needs numba: pip install 'segbench[depth]'")
         self.engine = engine
         self.reset()
@@ -372,7 +373,7 @@ class DepthMetrics:
         if device.type != "cpu" or self.engine == "torch":
             return "torch"
         if self.engine == "auto":
-            return "fused" if fused.available() else "numpy"
+            return "fused" if jit.available() else "numpy"
         return self.engine
 
     def _flush(self) -> None:

@@ -56,6 +56,7 @@ def load_finetuned_dpt(spec, weights: str | None = None, attn_implementation: st
     release file: ``weights``, or when None ``spec.checkpoint`` found in the checkpoint folders
     (:func:`harness.models.midas_v21.checkpoint_dirs`); ``"random"``: seeded weights (speed and memory only)."""
     from harness.models import hub
+    from harness.models.dpt import depth_at_any_size
     from harness.models.dpt_depth_original import load_original_depth_checkpoint, original_depth_config
     from harness.models.midas_v21 import checkpoint_dirs, find_checkpoint
 
@@ -72,9 +73,7 @@ def load_finetuned_dpt(spec, weights: str | None = None, attn_implementation: st
                                "SEGBENCH_WEIGHTS), or `weights: random`")
         module = load_original_depth_checkpoint(path, original_depth_config(spec, path, attn_implementation))
         provenance = hub.local_provenance(path)
-    from harness.models.dpt import depth_at_any_size
-
     scale, shift = INVERSE_DEPTH[spec.name]
-    return FineTunedDPTDepthModel(depth_at_any_size(module), depth_processor(None, spec, None), name=spec.name, weights=provenance,
-                                  family=spec.family, depth_kind="metric", max_depth=spec.max_depth, scale=scale,
-                                  shift=shift, **adapter)
+    return FineTunedDPTDepthModel(depth_at_any_size(module), depth_processor(None, spec, None), name=spec.name,
+                                  weights=provenance, family=spec.family, depth_kind="metric",
+                                  max_depth=spec.max_depth, scale=scale, shift=shift, **adapter)

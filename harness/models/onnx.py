@@ -20,6 +20,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -91,11 +93,6 @@ def _export_once(wrapper: torch.nn.Module, example: torch.Tensor, path: Path, op
     return opset
 
 
-def export(model: SegmentationModel, directory: Path, opset: int, exporter: str = "auto") -> dict:
-    """Export ``model`` (fp32, CPU) into ``directory/model.onnx``; returns the entry's meta data."""
-    return export_module(_Logits(model.module.float().cpu()), model.input_size, model.name, directory, opset, exporter)
-
-
 def read_meta(directory: Path) -> dict:
     """The meta data of a cached export."""
     return json.loads((directory / "meta.json").read_text())
@@ -142,6 +139,52 @@ def export_module(wrapper: torch.nn.Module, input_size: tuple[int, int], name: s
     raise ConfigError(f"{name}: ONNX export failed: " + " | ".join(errors))
 
 
+@dataclass
+class Export:
+    """A cached export (``directory/model.onnx``, its meta data) and the ONNX Runtime session running it."""
+
+    session: object
+    directory: Path
+    meta: dict
+    cached: bool
+
+    def bytes(self) -> int:
+        """Bytes of the exported files (graph and weights)."""
+        return sum(f.stat().st_size for f in self.directory.iterdir() if f.name != "meta.json")
+
+    def provenance(self, weights: dict) -> dict:
+        """The PyTorch model's weights provenance with the export's: path, exporter, opset, cache hit, bytes."""
+        return {**weights, "onnx": {"path": str(self.directory / "model.onnx"), "exporter": self.meta.get("exporter"),
+                                    "opset": self.meta.get("opset"), "cached": self.cached, "bytes": self.bytes()}}
+
+    def run(self, pixel_values: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """The session's output for ``pixel_values`` (fp32 on the CPU in, a tensor on ``device`` out)."""
+        out = self.session.run(["logits"], {"pixel_values": pixel_values.detach().float().cpu().numpy()})[0]
+        return torch.from_numpy(out).to(device)
+
+
+def open_export(model, wrapper: Callable[[], torch.nn.Module], opset: int, cache_dir: str | None,
+                providers: list[str] | None, exporter: str) -> Export:
+    """The cached export of ``model`` (keyed by :func:`cache_key`), made from ``wrapper()`` (a
+    ``pixel_values -> one tensor`` module) when missing, and a session on it with
+    ``torch.get_num_threads()`` intra-op threads."""
+    if exporter not in EXPORTERS:
+        raise ConfigError(f"onnxruntime: exporter {exporter!r} is not one of {', '.join(EXPORTERS)}")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ConfigError(f"the onnxruntime runtime needs onnx and onnxruntime: {INSTALL_HINT}") from None
+    providers = providers or providers_for(model.device, ort)
+    directory = cache_root(cache_dir) / cache_key(model, opset, exporter)
+    cached = (directory / "model.onnx").is_file() and (directory / "meta.json").is_file()
+    meta = (read_meta(directory) if cached
+            else export_module(wrapper(), model.input_size, model.name, directory, opset, exporter))
+    session_options = ort.SessionOptions()
+    session_options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(directory / "model.onnx"), sess_options=session_options, providers=providers)
+    return Export(session, directory, meta, cached)
+
+
 class OnnxModel(SegmentationModel):
     """A registry model run by an ONNX Runtime session; pre- and postprocessing as the PyTorch model.
 
@@ -152,24 +195,20 @@ class OnnxModel(SegmentationModel):
 
     runtime = "onnxruntime"
 
-    def __init__(self, torch_model: SegmentationModel, session, directory: Path, meta: dict, cached: bool,
-                 parity: dict):
+    def __init__(self, torch_model: SegmentationModel, export: Export, parity: dict):
         super().__init__(device=str(torch_model.device), precision="fp32", upsample=torch_model.upsample)
         for attr in ("name", "family", "num_labels", "id2label", "input_size", "label_set", "preprocessor",
                      "image_mean", "image_std"):
             setattr(self, attr, getattr(torch_model, attr))
-        self._bytes = sum(f.stat().st_size for f in directory.iterdir() if f.name != "meta.json")
-        self.weights = {**torch_model.weights,
-                        "onnx": {"path": str(directory / "model.onnx"), "exporter": meta.get("exporter"),
-                                 "opset": meta.get("opset"), "cached": cached, "bytes": self._bytes}}
+        self.export, self._bytes = export, export.bytes()
+        self.weights = export.provenance(torch_model.weights)
         self._params = torch_model.params()
-        self.session = session
+        self.session = export.session
         self.parity = parity
-        self.providers = session.get_providers()
+        self.providers = export.session.get_providers()
 
     def _run(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(["logits"], {"pixel_values": pixel_values.detach().float().cpu().numpy()})[0]
-        return torch.from_numpy(out).to(self.device)
+        return self.export.run(pixel_values, self.device)
 
     def params(self) -> int:
         """Parameters of the PyTorch model that was exported."""
@@ -218,24 +257,12 @@ def load_onnx_model(torch_model: SegmentationModel, opset: int = 17, cache_dir: 
     if options:
         raise ConfigError(f"onnxruntime: unknown option(s) {', '.join(sorted(options))}; "
                           "allowed: opset, cache_dir, providers, parity_atol, exporter")
-    if exporter not in EXPORTERS:
-        raise ConfigError(f"onnxruntime: exporter {exporter!r} is not one of {', '.join(EXPORTERS)}")
     RUNTIMES["onnxruntime"].check(device=str(torch_model.device), precision=torch_model.precision)
     if torch_model.module is None:
         raise UnsupportedError(f"{torch_model.name}: only PyTorch models can be exported to ONNX")
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ConfigError(f"the onnxruntime runtime needs onnx and onnxruntime: {INSTALL_HINT}") from None
-    providers = providers or providers_for(torch_model.device, ort)
-    directory = cache_root(cache_dir) / cache_key(torch_model, opset, exporter)
-    cached = (directory / "model.onnx").is_file() and (directory / "meta.json").is_file()
-    meta = read_meta(directory) if cached else export(torch_model, directory, opset, exporter)
-    session_options = ort.SessionOptions()
-    session_options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(str(directory / "model.onnx"), sess_options=session_options, providers=providers)
-    parity = check_parity(torch_model, session, parity_atol)
-    model = OnnxModel(torch_model, session, directory, meta, cached, parity)
+    export = open_export(torch_model, lambda: _Logits(torch_model.module), opset, cache_dir, providers, exporter)
+    parity = check_parity(torch_model, export.session, parity_atol)
+    model = OnnxModel(torch_model, export, parity)
     torch_model.module = None  # the PyTorch weights are not needed any more; free them
     return model
 

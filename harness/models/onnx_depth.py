@@ -14,8 +14,6 @@ with the reason, as is Depth Pro, whose adapter reads a second output (the field
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -49,22 +47,19 @@ class OnnxDepthModel(DepthModel):
 
     runtime = "onnxruntime"
 
-    def __init__(self, adapter: DepthModel, session, directory: Path, meta: dict, cached: bool, parity: dict):
+    def __init__(self, adapter: DepthModel, export: onnx.Export, parity: dict):
         super().__init__(device=str(adapter.device), precision="fp32")
         for attr in ("name", "family", "input_size", "depth_kind", "align_space", "max_depth", "resize_mode",
                      "preprocessor"):
             setattr(self, attr, getattr(adapter, attr))
         self._adapter = adapter
-        self._bytes = sum(f.stat().st_size for f in directory.iterdir() if f.name != "meta.json")
-        self.weights = {**adapter.weights,
-                        "onnx": {"path": str(directory / "model.onnx"), "exporter": meta.get("exporter"),
-                                 "opset": meta.get("opset"), "cached": cached, "bytes": self._bytes}}
+        self.export, self._bytes = export, export.bytes()
+        self.weights = export.provenance(adapter.weights)
         self._params = adapter.params()
-        self.session, self.parity, self.providers = session, parity, session.get_providers()
+        self.session, self.parity, self.providers = export.session, parity, export.session.get_providers()
 
     def _run(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(["logits"], {"pixel_values": pixel_values.detach().float().cpu().numpy()})[0]
-        return torch.from_numpy(out).to(self.device)
+        return self.export.run(pixel_values, self.device)
 
     def postprocess(self, outputs, sizes):
         """The PyTorch adapter's own postprocessing (resize to each image; ZoeDepth's padding removal)."""
@@ -121,8 +116,6 @@ def load_onnx_depth_model(adapter: DepthModel, opset: int = 17, cache_dir: str |
     if options:
         raise ConfigError(f"onnxruntime: unknown option(s) {', '.join(sorted(options))} for a depth model; "
                           "allowed: opset, cache_dir, providers, parity_rtol, exporter")
-    if exporter not in onnx.EXPORTERS:
-        raise ConfigError(f"onnxruntime: exporter {exporter!r} is not one of {', '.join(onnx.EXPORTERS)}")
     if adapter.module is None:
         raise UnsupportedError(f"{adapter.name}: only PyTorch depth models can be exported to ONNX")
     if type(adapter).__name__ == "DepthProModel":
@@ -133,19 +126,8 @@ def load_onnx_depth_model(adapter: DepthModel, opset: int = 17, cache_dir: str |
         raise UnsupportedError(f"{adapter.name}: its preprocessing gives network inputs of several sizes "
                                f"({', '.join(f'{h}x{w}' for h, w in sorted(sizes))} for three image shapes), and the "
                                "ONNX export has a fixed image size (run it on the pytorch runtime)")
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ConfigError(f"the onnxruntime runtime needs onnx and onnxruntime: {onnx.INSTALL_HINT}") from None
-    providers = providers or onnx.providers_for(adapter.device, ort)
-    directory = onnx.cache_root(cache_dir) / onnx.cache_key(adapter, opset, exporter)
-    cached = (directory / "model.onnx").is_file() and (directory / "meta.json").is_file()
-    meta = (onnx.read_meta(directory) if cached
-            else onnx.export_module(_Prediction(adapter), adapter.input_size, adapter.name, directory, opset, exporter))
-    session_options = ort.SessionOptions()
-    session_options.intra_op_num_threads = torch.get_num_threads()
-    session = ort.InferenceSession(str(directory / "model.onnx"), sess_options=session_options, providers=providers)
-    parity = check_parity(adapter, session, parity_rtol)
-    model = OnnxDepthModel(adapter, session, directory, meta, cached, parity)
+    export = onnx.open_export(adapter, lambda: _Prediction(adapter), opset, cache_dir, providers, exporter)
+    parity = check_parity(adapter, export.session, parity_rtol)
+    model = OnnxDepthModel(adapter, export, parity)
     adapter.module = adapter._call = None  # the PyTorch weights are not needed any more; free them
     return model

@@ -35,8 +35,11 @@ class MetricEngine(Protocol):
     and ground truths (as the dataset yields them). The state is a sum, so ranks under torchrun
     combine it: ``reduce(placement)`` sums the state over ``placement``'s processes (a no-op for
     one process). ``compute()`` gives the metrics dict stored in the result's ``accuracy.metrics``
-    (fractions; NaN where undefined) with ``num_images``.
+    (fractions; NaN where undefined) with ``num_images``. ``prepare(model)`` runs before the loop's
+    clock starts (loading compiled CPU loops the engine or the model's postprocess will use).
     """
+
+    def prepare(self, model: Any) -> None: ...
 
     def update(self, preds: list, targets: list) -> None: ...
 

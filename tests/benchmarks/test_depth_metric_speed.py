@@ -34,7 +34,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.depth import DepthMetrics, fused
+from harness import jit
+from harness.depth import DepthMetrics
 from harness.depth.crops import crop_box
 from tests.depth_reference import anchor_zoedepth, zoedepth_compute_metrics
 
@@ -111,7 +112,7 @@ def test_faster_than_per_image_numpy(benchmark, enforce_targets, workload):
             print(f"    {engine:22s} {pred.size / t / 1e6:8.1f} Mpix/s  ({t / pred.shape[0] * 1e3:.2f} ms per map)"
                   f"  {ratio:5.1f}x")
     if enforce_targets and name == "nyu":
-        if fused.available():
+        if jit.available():
             one = ratios["steady", "segbench"]
             assert one >= FUSED_FLOOR, f"segbench's fused engine is only {one:.1f}x the per-image numpy reference"
         else:
